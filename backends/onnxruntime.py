@@ -1,0 +1,65 @@
+"""ONNX Runtime on the CPU (and, where installed, the TensorRT/CUDA execution providers)."""
+from __future__ import annotations
+
+import numpy as np
+
+from backends.base import Backend, BackendUnavailable
+
+_GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    model_format = "onnx"
+    KNOBS = {"intra_op_threads", "inter_op_threads", "graph_optimization", "execution_mode"}
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            return f"onnxruntime is not installed ({exc})"
+        return None
+
+    @classmethod
+    def version(cls) -> str:
+        import onnxruntime
+
+        return onnxruntime.__version__
+
+    def load(self) -> None:
+        reason = self.available()
+        if reason:
+            raise BackendUnavailable(reason)
+        import onnxruntime as ort
+
+        self._unknown_options(self.KNOBS)
+        opts = ort.SessionOptions()
+        # 0 means "ORT decides" (all cores); the search space always sets it explicitly.
+        opts.intra_op_num_threads = int(self.options.get("intra_op_threads", 0))
+        opts.inter_op_num_threads = int(self.options.get("inter_op_threads", 0))
+        level = self.options.get("graph_optimization", "all")
+        mode = self.options.get("execution_mode", "sequential")
+        if level not in _GRAPH_LEVELS:
+            raise ValueError(f"onnxruntime: graph_optimization={level!r}; one of {list(_GRAPH_LEVELS)}")
+        if mode not in _EXECUTION_MODES:
+            raise ValueError(f"onnxruntime: execution_mode={mode!r}; one of {list(_EXECUTION_MODES)}")
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_LEVELS[level])
+        opts.execution_mode = getattr(ort.ExecutionMode, _EXECUTION_MODES[mode])
+        self.session = ort.InferenceSession(self.model_path, opts,
+                                            providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self._input_name = inp.name
+        self.input_shape = tuple(inp.shape)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self._input_name: batch})[0]
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,34 @@
+"""Shared fixtures. The real stack runs on small data; nothing here mocks it."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One model cache for the whole test session (built variants are reused across tests)."""
+    path = Path(os.environ.get("TUNER_TEST_CACHE") or tmp_path_factory.mktemp("tuner-cache"))
+    os.environ["TUNER_CACHE_DIR"] = str(path)
+    return path
+
+
+def _measure(cfg):
+    from tuner.measure import measure
+
+    return measure(cfg)
+
+
+@pytest.fixture
+def measure_fresh():
+    """Run ``tuner.measure.measure`` in a fresh process, as a Ray worker with max_calls=1 does
+    (LoadGen allows one FromConfig per process)."""
+    def run(cfg):
+        with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
+            return pool.apply(_measure, (cfg,))
+    return run

@@ -1,0 +1,142 @@
+"""Reading what LoadGen wrote: ``mlperf_log_detail.txt`` and ``mlperf_log_accuracy.json``.
+
+Metrics come from the detail log's ``:::MLLOG`` keys, never from the summary text (whose
+wording changed in 2025). Every figure the project reports about speed passes through here.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DETAIL = "mlperf_log_detail.txt"
+SUMMARY = "mlperf_log_summary.txt"
+ACCURACY = "mlperf_log_accuracy.json"
+PREFIX = ":::MLLOG "
+
+
+@dataclass
+class DetailLog:
+    """The detail log as a key -> value map, plus the keys LoadGen flagged as errors."""
+
+    values: dict[str, object]
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def get(self, key: str, default=None):
+        return self.values.get(key, default)
+
+    @property
+    def valid(self) -> bool:
+        return self.values.get("result_validity") == "VALID"
+
+
+def parse_detail(text: str) -> DetailLog:
+    values: dict[str, object] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    for line in text.splitlines():
+        if not line.startswith(PREFIX):
+            continue
+        try:
+            entry = json.loads(line[len(PREFIX):])
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash; the rest of the log still counts
+        key, value = entry.get("key"), entry.get("value")
+        values[key] = value
+        meta = entry.get("metadata") or {}
+        if meta.get("is_error"):
+            errors.append(f"{key}: {value}")
+        elif meta.get("is_warning"):
+            warnings.append(f"{key}: {value}")
+    return DetailLog(values, errors, warnings)
+
+
+def read_detail(log_dir: str | Path) -> DetailLog:
+    return parse_detail((Path(log_dir) / DETAIL).read_text())
+
+
+@dataclass
+class PerformanceMetrics:
+    """The scenario's headline figures, in the units people quote them in."""
+
+    scenario: str
+    valid: bool
+    latency_ms: float | None  # the scenario's headline latency (see headline_latency_key)
+    p90_latency_ms: float | None
+    qps: float | None  # samples per second
+    query_count: int | None
+    invalid_reason: str | None
+    errors: list[str]
+
+
+# The latency the MLPerf results table shows for each scenario.
+_HEADLINE_LATENCY = {
+    "SingleStream": "early_stopping_latency_ss",  # early-stopping p90 estimate
+    "MultiStream": "early_stopping_latency_ms",  # early-stopping p99 estimate per query
+    "Server": "result_99.00_percentile_latency_ns",
+    "Offline": "result_90.00_percentile_latency_ns",
+}
+_THROUGHPUT = {
+    "Offline": "result_samples_per_second",
+    "Server": "result_completed_samples_per_sec",
+}
+
+
+def _ms(value) -> float | None:
+    return None if value is None else float(value) / 1e6
+
+
+def performance_metrics(log: DetailLog, scenario: str) -> PerformanceMetrics:
+    if scenario not in _HEADLINE_LATENCY:
+        raise ValueError(f"unknown LoadGen scenario {scenario!r}")
+    latency = log.get(_HEADLINE_LATENCY[scenario])
+    if latency is None:  # short runs may not reach early stopping's minimum query count
+        latency = log.get("result_90.00_percentile_latency_ns")
+    if scenario in _THROUGHPUT:
+        qps = log.get(_THROUGHPUT[scenario])
+    else:
+        per_query = log.get("effective_samples_per_query", 1) or 1
+        qps_q = log.get("result_qps_with_loadgen_overhead")
+        qps = None if qps_q is None else float(qps_q) * float(per_query)
+    count = log.get("result_query_count")
+    return PerformanceMetrics(
+        scenario=scenario,
+        valid=log.valid,
+        latency_ms=_ms(latency),
+        p90_latency_ms=_ms(log.get("result_90.00_percentile_latency_ns")),
+        qps=None if qps is None else float(qps),
+        query_count=None if count is None else int(count),
+        invalid_reason=None if log.valid else str(log.get("result_invalid_reason", "")) or None,
+        errors=list(log.errors),
+    )
+
+
+def read_accuracy_log(path: str | Path, dtype=np.int32) -> dict[int, np.ndarray]:
+    """qsl_idx -> response array, decoded from the hex ``data`` of each accuracy entry."""
+    entries = json.loads(Path(path).read_text() or "[]")
+    out: dict[int, np.ndarray] = {}
+    for entry in entries:
+        out[int(entry["qsl_idx"])] = np.frombuffer(bytes.fromhex(entry["data"]), dtype=dtype)
+    return out
+
+
+@dataclass
+class Accuracy:
+    top1: float
+    good: int
+    total: int
+
+    def mlperf_text(self) -> str:
+        """The reference harness's accuracy.txt wording."""
+        return f"accuracy={100.0 * self.top1:.3f}%, good={self.good}, total={self.total}"
+
+
+def top1_accuracy(responses: dict[int, np.ndarray], labels: np.ndarray) -> Accuracy:
+    """Top-1 over the samples LoadGen logged; each response holds one predicted class."""
+    if not responses:
+        return Accuracy(0.0, 0, 0)
+    good = sum(int(pred[0]) == int(labels[idx]) for idx, pred in responses.items())
+    return Accuracy(good / len(responses), good, len(responses))

@@ -1,0 +1,76 @@
+"""What crosses the wire: a trial's configuration and its result, as plain picklable data.
+
+The driver builds a ``TrialConfig`` from an Optuna trial; a worker on a node of the right
+platform turns it into a ``TrialResult``. Nothing else travels between them: models are
+built and cached on the worker, LoadGen logs come back as text.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Fidelity:
+    """How long LoadGen measures. ``compliant`` keeps LoadGen's own rules (600 s)."""
+
+    name: str = "short"
+    min_duration_ms: int | None = 1000
+    min_query_count: int | None = 64
+    max_duration_ms: int | None = None
+
+    @property
+    def compliant(self) -> bool:
+        return self.min_duration_ms is None and self.min_query_count is None
+
+    @classmethod
+    def compliant_run(cls) -> "Fidelity":
+        return cls("compliant", None, None, None)
+
+
+@dataclass
+class TrialConfig:
+    study: str
+    trial: int
+    platform: str
+    workload: dict[str, Any]  # the workload config: {"name": ..., **kwargs}
+    model: dict[str, Any]  # the variant: width, resolution, precision, ...
+    backend: str
+    knobs: dict[str, Any]  # the backend's options
+    scenario: str  # LoadGen scenario name: SingleStream | MultiStream | Offline | Server
+    scenario_options: dict[str, Any] = field(default_factory=dict)  # batch_size, ...
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    run_accuracy: bool = True
+    accuracy_sample_count: int | None = None  # None: the whole validation set
+    cache_dir: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # the Optuna params, verbatim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialConfig":
+        data = dict(data)
+        data["fidelity"] = Fidelity(**data.get("fidelity", {}))
+        return cls(**data)
+
+
+@dataclass
+class TrialResult:
+    ok: bool  # measured end to end (the run may still be INVALID: see ``valid``)
+    cause: str | None = None  # why not ok, or why INVALID
+    valid: bool = False  # LoadGen's result_validity of the performance run
+    latency_ms: float | None = None  # the scenario's headline latency
+    p90_latency_ms: float | None = None
+    qps: float | None = None
+    accuracy: float | None = None
+    accuracy_good: int | None = None
+    accuracy_total: int | None = None
+    node: str = ""
+    platform: str = ""
+    model_name: str = ""
+    started_at: float = 0.0
+    duration_s: float = 0.0
+    system: dict[str, Any] = field(default_factory=dict)  # node facts + runtime versions
+    settings: dict[str, Any] = field(default_factory=dict)  # calibrated LoadGen settings
+    logs: dict[str, str] = field(default_factory=dict)  # relative path -> file text

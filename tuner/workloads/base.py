@@ -1,0 +1,108 @@
+"""A workload: a model family + a dataset + an accuracy metric.
+
+Lifecycle on a worker, per trial:
+
+1. ``create(cfg)`` builds the workload from its config (``conf/workload/*.yaml``).
+2. ``variant(**model_params)`` names one member of the family (e.g. width 0.5,
+   resolution 64, int8) and ``model_file(variant, fmt)`` returns a model file for a
+   runtime's format, building and caching it on first use (content-hash keyed).
+3. LoadGen's QSL calls ``load_samples(indices, variant)``: preprocessed float32 arrays.
+4. ``labels`` scores the accuracy log; ``postprocess`` maps model output to class ids.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One member of a model family."""
+
+    name: str  # e.g. mobilenet_v1_w0.5_r64_int8: unique within the workload
+    resolution: int
+    precision: str
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+class Workload:
+    name: str = ""
+    num_classes: int = 0
+    #: added to a model's argmax to get the dataset label (-1 for 1001-class ImageNet models)
+    label_offset: int = 0
+    #: the LoadGen model name used in FromConfig (its mlperf.conf rules and seeds)
+    loadgen_model: str = "resnet50"
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None):
+        self.cache_dir = Path(cache_dir or default_cache_dir())
+
+    # --- the model family -------------------------------------------------------
+    def variant(self, **params: Any) -> Variant:
+        raise NotImplementedError
+
+    def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
+        raise NotImplementedError
+
+    def reference_accuracy(self) -> float | None:
+        """The family's best fp32 top-1 (MLPerf's accuracy target is 99% of it), if known."""
+        return None
+
+    # --- the dataset ------------------------------------------------------------
+    @property
+    def labels(self) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def total_sample_count(self) -> int:
+        return len(self.labels)
+
+    def load_samples(self, indices: list[int], variant: Variant) -> np.ndarray:
+        raise NotImplementedError
+
+    def postprocess(self, logits: np.ndarray) -> np.ndarray:
+        """(N, classes) model output -> (N,) int32 dataset labels."""
+        return (np.argmax(logits, axis=1) + self.label_offset).astype(np.int32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"workload": self.name, "classes": self.num_classes,
+                "samples": self.total_sample_count}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TUNER_CACHE_DIR", Path.home() / ".cache" / "tuner"))
+
+
+def content_hash(*parts: Any) -> str:
+    """A short stable key for a cached artifact: file contents by path, other parts by repr."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, Path):
+            h.update(part.read_bytes())
+        else:
+            h.update(repr(part).encode())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Serialise builders of one artifact: several agents may share a machine and a cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

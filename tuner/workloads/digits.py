@@ -1,0 +1,153 @@
+"""The default workload: MobileNet-v1 (width x resolution x fp32/int8) on the UCI digits.
+
+Shipped: one weight file per width (``assets/``): float16 conv weights trained across all
+resolutions, plus each resolution's batch-norm scale/shift (``train_digits.py``). Built on first use and cached by content hash: the fp32 ONNX graph
+for a (width, resolution), and its int8 version by ONNX Runtime's post-training static
+quantization (QDQ, per-channel weights) calibrated on training images, never held-out ones.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner.workloads import digits_data
+from tuner.workloads.base import (Variant, Workload, atomic_write_bytes, cache_lock,
+                                  content_hash)
+from tuner.workloads.mobilenet import build_onnx, layer_plan
+
+ASSETS = Path(__file__).parent / "assets"
+WIDTHS = (0.25, 0.5, 0.75, 1.0)
+RESOLUTIONS = (32, 48, 64, 96)
+PRECISIONS = ("fp32", "int8")
+CALIBRATION_COUNT = 128
+BUILDER_VERSION = 1  # bump when the graph or quantization recipe changes
+
+
+class DigitsWorkload(Workload):
+    name = "digits"
+    num_classes = digits_data.NUM_CLASSES
+    loadgen_model = "resnet50"  # brings the ImageNet classification rules (sample count 1024)
+
+    def __init__(self, cache_dir=None, **_ignored: Any):
+        super().__init__(cache_dir)
+        self._split: dict[str, np.ndarray] | None = None
+
+    # --- family -------------------------------------------------------------------
+    def variant(self, width: float = 1.0, resolution: int = 64, precision: str = "fp32",
+                **extra: Any) -> Variant:
+        if extra:
+            raise ValueError(f"digits workload: unknown model parameter(s) {sorted(extra)}")
+        width = float(width)
+        if width not in WIDTHS:
+            raise ValueError(f"digits workload: width {width} not shipped; one of {WIDTHS}")
+        if int(resolution) not in RESOLUTIONS:
+            raise ValueError(f"digits workload: resolution {resolution}; one of {RESOLUTIONS}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"digits workload: precision {precision!r}; one of {PRECISIONS}")
+        return Variant(f"mobilenet_v1_w{width}_r{int(resolution)}_{precision}", int(resolution),
+                       precision, {"width": width})
+
+    def weights_file(self, width: float) -> Path:
+        return ASSETS / f"mobilenet_v1_digits_w{width}.npz"
+
+    def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
+        builders = {"onnx": self._onnx_file}
+        if fmt not in builders:
+            raise ValueError(f"digits workload cannot make {fmt!r} models; "
+                             f"formats: {sorted(builders)}")
+        return builders[fmt](variant)
+
+    def _onnx_file(self, variant: Variant) -> Path:
+        width = variant.params["width"]
+        key = content_hash(self.weights_file(width), width, variant.resolution,
+                           variant.precision, BUILDER_VERSION)
+        path = self.cache_dir / "models" / f"{variant.name}-{key}.onnx"
+        if path.exists():
+            return path
+        with cache_lock(path):
+            if not path.exists():
+                model = self.fp32_onnx(width, variant.resolution)
+                if variant.precision == "int8":
+                    data = self._quantize(model, variant.resolution)
+                else:
+                    data = model.SerializeToString()
+                atomic_write_bytes(path, data)
+        return path
+
+    def folded_weights(self, width: float, resolution: int) -> dict[str, np.ndarray]:
+        """Shared conv weights with this resolution's batch norm folded in (fp32)."""
+        raw = np.load(self.weights_file(width))
+        out = {"fc.w": raw["fc.w"].astype(np.float32), "fc.b": raw["fc.b"].astype(np.float32)}
+        for conv in layer_plan(width, digits_data.CHANNELS):
+            scale = raw[f"r{resolution}.{conv.name}.scale"]
+            out[f"{conv.name}.w"] = raw[f"{conv.name}.w"].astype(np.float32) * scale[:, None, None, None]
+            out[f"{conv.name}.b"] = raw[f"r{resolution}.{conv.name}.shift"].astype(np.float32)
+        return out
+
+    def fp32_onnx(self, width: float, resolution: int):
+        return build_onnx(self.folded_weights(width, resolution), width, resolution,
+                          self.num_classes, digits_data.CHANNELS)
+
+    def calibration_samples(self, resolution: int) -> np.ndarray:
+        train = self.split["train_images"][:CALIBRATION_COUNT]
+        return digits_data.preprocess(train, resolution)
+
+    def _quantize(self, model, resolution: int) -> bytes:
+        import tempfile
+
+        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat,
+                                              QuantType, quantize_static)
+
+        samples = self.calibration_samples(resolution)
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self._it = iter(samples[i:i + 1] for i in range(len(samples)))
+
+            def get_next(self):
+                x = next(self._it, None)
+                return None if x is None else {"input": x}
+
+        with tempfile.TemporaryDirectory() as tmp:
+            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+            src.write_bytes(model.SerializeToString())
+            quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
+            return dst.read_bytes()
+
+    def reference_accuracy(self) -> float | None:
+        manifest = ASSETS / "manifest.json"
+        if not manifest.exists():
+            return None
+        top1 = json.loads(manifest.read_text())["top1"]
+        fp32 = [acc for name, acc in top1.items() if name.endswith("_fp32")]
+        return max(fp32) if fp32 else None
+
+    # --- dataset -----------------------------------------------------------------
+    @property
+    def split(self) -> dict[str, np.ndarray]:
+        if self._split is None:
+            self._split = digits_data.load_split()
+        return self._split
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.split["val_labels"]
+
+    def load_samples(self, indices: list[int], variant: Variant) -> np.ndarray:
+        return digits_data.preprocess(self.split["val_images"][list(indices)], variant.resolution)
+
+    def reference_check(self, variant: Variant) -> float:
+        """Held-out top-1 with ONNX Runtime in one batch: the README table, not a trial."""
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(self.model_file(variant)),
+                                    providers=["CPUExecutionProvider"])
+        x = self.load_samples(list(range(len(self.labels))), variant)
+        pred = self.postprocess(sess.run(None, {"input": x})[0])
+        return float(np.mean(pred == self.labels))
