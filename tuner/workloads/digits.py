@@ -55,28 +55,62 @@ class DigitsWorkload(Workload):
         return ASSETS / f"mobilenet_v1_digits_w{width}.npz"
 
     def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
-        builders = {"onnx": self._onnx_file}
+        builders = {"onnx": self._onnx_file, "tflite": self._tflite_file,
+                    "edgetpu_tflite": lambda v: self._tflite_file(v, edgetpu=True)}
         if fmt not in builders:
             raise ValueError(f"digits workload cannot make {fmt!r} models; "
                              f"formats: {sorted(builders)}")
         return builders[fmt](variant)
 
-    def _onnx_file(self, variant: Variant) -> Path:
+    def _cached(self, variant: Variant, suffix: str, build, *key_parts) -> Path:
+        """Build a model file once per content hash; concurrent builders wait on a lock."""
         width = variant.params["width"]
         key = content_hash(self.weights_file(width), width, variant.resolution,
-                           variant.precision, BUILDER_VERSION)
-        path = self.cache_dir / "models" / f"{variant.name}-{key}.onnx"
-        if path.exists():
-            return path
-        with cache_lock(path):
-            if not path.exists():
-                model = self.fp32_onnx(width, variant.resolution)
-                if variant.precision == "int8":
-                    data = self._quantize(model, variant.resolution)
-                else:
-                    data = model.SerializeToString()
-                atomic_write_bytes(path, data)
+                           variant.precision, BUILDER_VERSION, *key_parts)
+        path = self.cache_dir / "models" / f"{variant.name}-{key}{suffix}"
+        if not path.exists():
+            with cache_lock(path):
+                if not path.exists():
+                    atomic_write_bytes(path, build())
         return path
+
+    def _onnx_file(self, variant: Variant) -> Path:
+        def build() -> bytes:
+            model = self.fp32_onnx(variant.params["width"], variant.resolution)
+            if variant.precision == "int8":
+                return self._quantize(model, variant.resolution)
+            return model.SerializeToString()
+
+        return self._cached(variant, ".onnx", build)
+
+    def _tflite_file(self, variant: Variant, edgetpu: bool = False) -> Path:
+        """The LiteRT model, written without TensorFlow (``tflite_export``); with ``edgetpu``,
+        the user's ``edgetpu_compiler`` output for it, which sits next to it in the cache."""
+        from tuner.workloads import tflite_export
+
+        if edgetpu and variant.precision != "int8":
+            raise ValueError(f"the Edge TPU runs int8 models only; {variant.name} is "
+                             f"{variant.precision}")
+        width = variant.params["width"]
+
+        def build() -> bytes:
+            weights = self.folded_weights(width, variant.resolution)
+            if variant.precision == "int8":
+                return tflite_export.build_int8_tflite(
+                    weights, width, variant.resolution, self.num_classes,
+                    self.calibration_samples(variant.resolution), digits_data.CHANNELS)
+            return tflite_export.build_tflite(weights, width, variant.resolution,
+                                              self.num_classes, digits_data.CHANNELS)
+
+        path = self._cached(variant, ".tflite", build, tflite_export.TFLITE_BUILDER_VERSION)
+        if not edgetpu:
+            return path
+        compiled = path.with_name(path.stem + "_edgetpu.tflite")
+        if not compiled.exists():
+            raise FileNotFoundError(
+                f"no Edge TPU model for {variant.name}: compile it with "
+                f"`edgetpu_compiler -o {path.parent} {path}` (makes {compiled.name})")
+        return compiled
 
     def folded_weights(self, width: float, resolution: int) -> dict[str, np.ndarray]:
         """Shared conv weights with this resolution's batch norm folded in (fp32)."""

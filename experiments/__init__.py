@@ -1,0 +1,1 @@
+"""Trial records, Pareto analysis, reports and MLPerf submission packing."""

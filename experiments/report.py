@@ -1,0 +1,186 @@
+"""Pareto reports from trial records: ``pareto.csv``, ``pareto.png``, ``pareto.html``, console.
+
+One section per study (a study is one platform's search). The HTML embeds plotly.js, so it
+opens offline; the PNG is matplotlib with the Agg backend, so it renders on a headless node.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from experiments import pareto
+from experiments.records import read
+
+CSV_COLUMNS = ["study", "platform", "trial", "fidelity", "backend", "model", "scenario",
+               "latency_ms", "p90_latency_ms", "qps", "accuracy", "node", "params", "log_dir"]
+SPEED_LABEL = {"latency_ms": "latency (ms, lower is better)",
+               "qps": "throughput (samples/s, higher is better)"}
+
+
+def studies(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: (r["study"], r["trial"])):
+        out.setdefault(row["study"], []).append(row)
+    return out
+
+
+def fronts(rows: list[dict[str, Any]], fidelity: str = "short") -> dict[str, list[dict[str, Any]]]:
+    """study -> its Pareto front at one fidelity."""
+    return {name: pareto.front([r for r in group if r["fidelity"] == fidelity],
+                               group[0]["objective"])
+            for name, group in studies(rows).items()}
+
+
+def render(run_dir: str | Path) -> dict[str, Path]:
+    """Write the three report files into ``run_dir`` from its records."""
+    run_dir = Path(run_dir)
+    rows = read(run_dir).to_pylist()
+    front = fronts(rows)
+    return {"csv": write_csv(run_dir / "pareto.csv", front),
+            "png": write_png(run_dir / "pareto.png", rows, front),
+            "html": write_html(run_dir / "pareto.html", rows, front)}
+
+
+def write_csv(path: Path, front: dict[str, list[dict[str, Any]]]) -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for rows in front.values():
+            writer.writerows(rows)
+    return path
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"#{row['trial']} {row['backend']} {row['model']}"
+
+
+def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = studies(rows)
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(7 * max(1, len(groups)), 5),
+                             squeeze=False)
+    for ax, (name, group) in zip(axes[0], groups.items()):
+        speed = group[0]["objective"]
+        measured = [r for r in group if r[speed] is not None and r["accuracy"] is not None]
+        for state, style in (("complete", dict(c="tab:blue", marker="o", alpha=0.5)),
+                             ("infeasible", dict(c="tab:gray", marker="x", alpha=0.6))):
+            pts = [r for r in measured if r["state"] == state]
+            ax.scatter([r[speed] for r in pts], [r["accuracy"] for r in pts],
+                       label=f"{state} ({len(pts)})", **style)
+        best = front.get(name, [])
+        if best:
+            ax.plot([r[speed] for r in best], [r["accuracy"] for r in best], "-o", c="tab:red",
+                    label=f"Pareto front ({len(best)})", drawstyle="steps-post"
+                    if speed == "latency_ms" else "steps-pre")
+            for r in best:
+                ax.annotate(f"{r['backend']}\n{r['model']}", (r[speed], r["accuracy"]),
+                            fontsize=6, xytext=(4, -8), textcoords="offset points")
+        floors = {r["accuracy_floor"] for r in group if r.get("accuracy_floor") is not None}
+        for floor in floors:
+            ax.axhline(floor, ls="--", c="tab:orange", lw=1, label=f"accuracy floor {floor:.3f}")
+        failed = sum(r["state"] == "failed" for r in group)
+        ax.set_title(f"{name}  ({len(group)} trials, {failed} failed)")
+        ax.set_xlabel(SPEED_LABEL[speed])
+        ax.set_ylabel("top-1 accuracy (LoadGen accuracy run)")
+        if speed == "latency_ms":
+            ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -> Path:
+    import plotly.graph_objects as go
+
+    sections = []
+    first = True
+    for name, group in studies(rows).items():
+        speed = group[0]["objective"]
+        fig = go.Figure()
+        for state, symbol in (("complete", "circle"), ("infeasible", "x")):
+            pts = [r for r in group if r["state"] == state and r[speed] is not None
+                   and r["accuracy"] is not None]
+            fig.add_trace(go.Scatter(
+                x=[r[speed] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
+                name=state, marker=dict(symbol=symbol, size=9, opacity=0.6),
+                text=[f"{_label(r)}<br>{html.escape(r['params'] or '')}<br>{r['cause'] or ''}"
+                      for r in pts], hoverinfo="text+x+y"))
+        best = front.get(name, [])
+        fig.add_trace(go.Scatter(
+            x=[r[speed] for r in best], y=[r["accuracy"] for r in best], mode="lines+markers",
+            name="Pareto front", line=dict(color="crimson", shape="hv"),
+            marker=dict(size=11, color="crimson"),
+            text=[_label(r) for r in best], hoverinfo="text+x+y"))
+        fig.update_layout(title=f"{name}: {len(group)} trials", xaxis_title=SPEED_LABEL[speed],
+                          yaxis_title="top-1 accuracy", height=480,
+                          xaxis_type="log" if speed == "latency_ms" else "linear")
+        plot = fig.to_html(full_html=False, include_plotlyjs=True if first else False)
+        first = False
+        sections.append(f"<h2>{html.escape(name)}</h2>{plot}{_front_table(best, speed)}")
+    failed = [r for r in rows if r["state"] != "complete"]
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>tuner: Pareto report</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}th{{background:#eee}}</style>
+</head><body><h1>Pareto report</h1>
+<p>{len(rows)} trials; {len(failed)} infeasible or failed. Latency and throughput are
+LoadGen's figures (mlperf_log_detail.txt); accuracy is from LoadGen's accuracy log.</p>
+{''.join(sections)}
+<h2>Infeasible and failed trials</h2>{_cause_table(failed)}
+</body></html>"""
+    path.write_text(doc)
+    return path
+
+
+def _front_table(rows: list[dict[str, Any]], speed: str) -> str:
+    head = ["trial", "backend", "model", speed, "accuracy", "node", "params"]
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in head) + "</tr>"
+        for r in rows)
+    return ("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + f"</tr>{body}</table>")
+
+
+def _cause_table(rows: list[dict[str, Any]]) -> str:
+    head = ["study", "trial", "state", "backend", "model", "cause"]
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in head) + "</tr>"
+        for r in rows)
+    return "<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + f"</tr>{body}</table>"
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_fronts(rows: list[dict[str, Any]], console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for name, best in fronts(rows).items():
+        if not best:
+            console.print(f"[bold]{name}[/]: no feasible trial yet")
+            continue
+        speed = best[0]["objective"]
+        table = Table(title=f"Pareto front: {name} ({len(best)} configurations)")
+        for col in ("trial", "backend", "model", speed, "accuracy", "knobs"):
+            table.add_column(col)
+        for r in best:
+            knobs = {k: v for k, v in json.loads(r["params"] or "{}").items()
+                     if k not in ("width", "resolution", "precision", "backend")}
+            table.add_row(str(r["trial"]), r["backend"], r["model"], f"{r[speed]:.4g}",
+                          f"{r['accuracy']:.4f}", json.dumps(knobs))
+        console.print(table)

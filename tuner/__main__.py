@@ -1,0 +1,35 @@
+"""python -m tuner +space=mobilenet [overrides]   (the Hydra app: compose, validate, run)
+
+Thin on purpose: composition and validation here, the work in ``tuner.driver.run`` which
+tests call with a config composed by ``hydra.compose``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from tuner.config import ConfigError, register
+
+# conf/ sits beside the package (checkout or editable install); see README for wheels.
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+register()
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from tuner.dispatch import DispatchError
+    from tuner.driver import run
+
+    try:
+        run(cfg)
+    except (ConfigError, DispatchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Typed configuration: the schema Hydra validates ``conf/`` against.
+
+Registered in Hydra's ConfigStore as ``tuner_schema`` and named first in
+``conf/config.yaml``'s defaults, so an unknown key or a wrong type fails at composition
+with Hydra's message naming the key, before anything runs. Semantic checks that types
+cannot express (an empty space, an unknown backend) live in ``validate``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
+
+
+@dataclass
+class ParamSpec:
+    """One dimension of the search space."""
+
+    type: str = "categorical"  # categorical | int | float
+    choices: Optional[List[Any]] = None
+    low: Optional[float] = None
+    high: Optional[float] = None
+    step: Optional[float] = None
+    log: bool = False
+    # Only suggested when every named dimension has the given value (or one of a list).
+    when: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SpaceConfig:
+    name: str = MISSING
+    model: Dict[str, ParamSpec] = field(default_factory=dict)  # the workload's family dims
+    backends: List[str] = field(default_factory=lambda: ["onnxruntime"])  # runtimes searched
+    params: Dict[str, ParamSpec] = field(default_factory=dict)  # any further dims
+
+
+@dataclass
+class BackendConfig:
+    knobs: Dict[str, ParamSpec] = field(default_factory=dict)  # tunable options
+    fixed: Dict[str, Any] = field(default_factory=dict)  # options always passed as given
+
+
+@dataclass
+class ScenarioConfig:
+    name: str = "SingleStream"  # the LoadGen scenario
+    knobs: Dict[str, ParamSpec] = field(default_factory=dict)  # e.g. batch_size (Offline)
+    server_load: float = 0.5  # Server target QPS as a fraction of the calibrated capacity
+    server_latency_ms: Optional[float] = None  # None: the benchmark's own bound
+
+
+@dataclass
+class StudyConfig:
+    name: str = "mobilenet"
+    n_trials: int = 40  # per platform, counting trials finished in earlier runs
+    sampler: str = "tpe"  # tpe | nsga2 | random
+    seed: int = 0
+    accuracy_floor: Optional[float] = None  # absolute top-1; None: fraction x reference
+    accuracy_floor_fraction: float = 0.99  # MLPerf's "99% of the reference accuracy"
+    trial_timeout_s: float = 300.0
+    timeout_s: Optional[float] = None  # stop asking for new trials after this long
+
+
+@dataclass
+class FidelityConfig:
+    """Short LoadGen runs for the search; promotion uses LoadGen's own rules."""
+
+    min_duration_ms: int = 1000
+    min_query_count: int = 64
+    # Bounds a run whose real latency is far above the calibrated one (LoadGen would
+    # otherwise issue every pre-generated query, however long that takes).
+    max_duration_ms: Optional[int] = 10000
+    accuracy_sample_count: Optional[int] = None  # None: the whole validation set
+
+
+@dataclass
+class ClusterConfig:
+    mode: str = "local"  # local: a private Ray instance on 127.0.0.1 | ray: join address
+    address: Optional[str] = None
+    platforms: List[str] = field(default_factory=list)  # [] = every platform present
+    num_cpus: Optional[int] = None  # local mode: CPUs Ray may use (default: all)
+
+
+@dataclass
+class PlatformConfig:
+    name: str = "auto"  # auto: detect this machine
+    tvm_target: Any = None
+    threads: int = 0  # default thread count; 0 = the node's core count
+    runtimes: List[str] = field(default_factory=list)
+    system_type: str = "edge"  # edge | datacenter (MLPerf category)
+
+
+@dataclass
+class Config:
+    study: StudyConfig = field(default_factory=StudyConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
+    workload: Dict[str, Any] = field(default_factory=lambda: {"name": "digits"})
+    backends: Dict[str, BackendConfig] = field(default_factory=dict)
+    space: Optional[SpaceConfig] = None
+    cache_dir: Optional[str] = None  # model/compile cache; None: ~/.cache/tuner
+    run_dir: str = "."
+    progress: bool = True
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="tuner_schema", node=Config)
+    if not OmegaConf.has_resolver("threads"):
+        # ${threads:N}: N, or this machine's core count when N is 0 ("all cores").
+        OmegaConf.register_new_resolver(
+            "threads", lambda n=0: int(n) if int(n or 0) > 0 else (os.cpu_count() or 1))
+
+
+class ConfigError(ValueError):
+    """A config that composes but cannot run; the message names the key."""
+
+
+def validate(cfg: DictConfig) -> None:
+    import backends
+
+    if cfg.space is None:
+        raise ConfigError("no search space chosen: add +space=<name> (e.g. +space=mobilenet)")
+    space = cfg.space
+    if not space.model and not space.params:
+        raise ConfigError(f"space.model: the space {space.name!r} has no dimensions")
+    for group in ("model", "params"):
+        for key, spec in space[group].items():
+            _check_spec(f"space.{group}.{key}", spec)
+    if not space.backends:
+        raise ConfigError("space.backends: empty; name at least one runtime")
+    for name in space.backends:
+        if name not in backends.names():
+            raise ConfigError(f"space.backends: unknown backend {name!r}; "
+                              f"known: {', '.join(backends.names())}")
+        if name not in cfg.backends:
+            raise ConfigError(f"space.backends: {name!r} has no config; add "
+                              f"backend@backends.{name}={name} to the defaults")
+        for key, spec in cfg.backends[name].knobs.items():
+            _check_spec(f"backends.{name}.knobs.{key}", spec)
+    for key, spec in cfg.scenario.knobs.items():
+        _check_spec(f"scenario.knobs.{key}", spec)
+    if cfg.scenario.name not in SCENARIOS:
+        raise ConfigError(f"scenario.name: {cfg.scenario.name!r}; one of {', '.join(SCENARIOS)}")
+    if cfg.study.n_trials < 1:
+        raise ConfigError(f"study.n_trials: must be >= 1, got {cfg.study.n_trials}")
+    if cfg.study.sampler not in ("tpe", "nsga2", "random"):
+        raise ConfigError(f"study.sampler: {cfg.study.sampler!r}; one of tpe, nsga2, random")
+    if cfg.cluster.mode not in ("local", "ray"):
+        raise ConfigError(f"cluster.mode: {cfg.cluster.mode!r}; one of local, ray")
+    if cfg.cluster.mode == "ray" and not cfg.cluster.address:
+        raise ConfigError("cluster.address: required with cluster=ray (HOST:PORT of the head)")
+    if "name" not in cfg.workload:
+        raise ConfigError("workload.name: missing")
+
+
+def _check_spec(key: str, spec) -> None:
+    if spec.type == "categorical":
+        if not spec.choices:
+            raise ConfigError(f"{key}.choices: empty; a categorical dimension needs choices")
+    elif spec.type in ("int", "float"):
+        if spec.low is None or spec.high is None:
+            raise ConfigError(f"{key}: an {spec.type} dimension needs low and high")
+        if spec.low > spec.high:
+            raise ConfigError(f"{key}: low {spec.low} > high {spec.high}")
+    else:
+        raise ConfigError(f"{key}.type: {spec.type!r}; one of categorical, int, float")

@@ -1,0 +1,156 @@
+"""Ray dispatch: every trial is a Ray task on a node of its platform, one per device.
+
+Nodes carry a ``platform`` label and an exclusive ``dut_<platform>`` resource of 1 per
+device under test, so two measurements never share a device and the scheduler, not this
+code, picks the node. ``cluster=local`` starts a private Ray instance bound to 127.0.0.1
+that looks like a one-node fleet; ``cluster=ray`` joins a cluster of node agents.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from tuner.trial import TrialConfig, TrialResult
+
+PLATFORM_LABEL = "platform"
+# Extra seconds the driver waits past a trial's own timeout (the worker kills the trial
+# child itself at the timeout; this catches a hung or lost worker).
+DRIVER_GRACE_S = 30.0
+
+
+def dut_resource(platform: str) -> str:
+    return f"dut_{platform}"
+
+
+def runtime_resource(runtime: str) -> str:
+    return f"runtime_{runtime}"
+
+
+class DispatchError(RuntimeError):
+    """The cluster cannot run what was asked (missing platform or runtime)."""
+
+
+@dataclass
+class NodeInfo:
+    node_id: str
+    platform: str
+    address: str
+    devices: int
+    runtimes: list[str] = field(default_factory=list)
+    alive: bool = True
+
+
+def _measure_task(cfg: TrialConfig, timeout_s: float | None) -> TrialResult:
+    from tuner.isolation import run_isolated
+
+    return run_isolated(cfg, timeout_s)
+
+
+class RayDispatcher:
+    def __init__(self, mode: str = "local", address: str | None = None,
+                 platform: str = "local", num_cpus: int | None = None,
+                 runtimes: list[str] | None = None):
+        import ray
+
+        self._ray = ray
+        self.started_local = False
+        if mode == "local":
+            # Local mode: this process starts Ray, so it is the only process that needs the
+            # cluster's auth token; bind to loopback so nothing outside this machine joins.
+            resources = {dut_resource(platform): 1}
+            resources.update({runtime_resource(r): 1 for r in runtimes or []})
+            ray.init(num_cpus=num_cpus or os.cpu_count(), resources=resources,
+                     labels={PLATFORM_LABEL: platform}, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", log_to_driver=False,
+                     configure_logging=False)
+            self.started_local = True
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        self._remote = ray.remote(max_retries=0)(_measure_task)
+
+    # --- the fleet ---------------------------------------------------------------
+    def nodes(self) -> list[NodeInfo]:
+        out = []
+        for node in self._ray.nodes():
+            labels = node.get("Labels") or {}
+            resources = node.get("Resources") or {}
+            platform = labels.get(PLATFORM_LABEL)
+            if not platform:
+                continue
+            runtimes = sorted(k[len("runtime_"):] for k in resources if k.startswith("runtime_"))
+            out.append(NodeInfo(node_id=node["NodeID"], platform=platform,
+                                address=node.get("NodeManagerAddress", ""),
+                                devices=int(resources.get(dut_resource(platform), 0)),
+                                runtimes=runtimes, alive=bool(node.get("Alive"))))
+        return out
+
+    def platforms(self) -> dict[str, list[NodeInfo]]:
+        out: dict[str, list[NodeInfo]] = {}
+        for node in self.nodes():
+            if node.alive:
+                out.setdefault(node.platform, []).append(node)
+        return out
+
+    def check(self, platforms: list[str], runtimes: list[str]) -> dict[str, int]:
+        """Fail fast, naming what is missing; else platform -> devices available."""
+        present = self.platforms()
+        problems = []
+        for platform in platforms:
+            nodes = present.get(platform)
+            if not nodes:
+                problems.append(f"no node of platform {platform!r} "
+                                f"(present: {', '.join(sorted(present)) or 'none'})")
+                continue
+            have = set().union(*(set(n.runtimes) for n in nodes))
+            missing = [r for r in runtimes if r not in have]
+            if missing:
+                problems.append(f"platform {platform!r} has no node with runtime(s) "
+                                f"{', '.join(missing)} (its nodes have: {', '.join(sorted(have)) or 'none'})")
+        if problems:
+            raise DispatchError("cannot dispatch: " + "; ".join(problems))
+        return {p: sum(n.devices for n in present[p]) for p in platforms}
+
+    # --- trials --------------------------------------------------------------------
+    def submit(self, cfg: TrialConfig, timeout_s: float | None):
+        return self._remote.options(
+            num_cpus=0,  # the dut resource, not CPU slots, is what makes trials exclusive
+            resources={dut_resource(cfg.platform): 1, runtime_resource(cfg.backend): 0.001},
+            label_selector={PLATFORM_LABEL: cfg.platform},
+        ).remote(cfg, timeout_s)
+
+    def wait(self, refs: list, timeout_s: float) -> list:
+        if not refs:
+            return []
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=timeout_s,
+                                  fetch_local=True)
+        return ready
+
+    def result(self, ref) -> TrialResult | str:
+        """The trial's result, or the cause (str) when the task itself was lost."""
+        ray = self._ray
+        try:
+            return ray.get(ref)
+        except (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
+                ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError) as exc:
+            return f"node lost: {type(exc).__name__}"
+        except ray.exceptions.TaskCancelledError:
+            return "timeout: cancelled by the driver"
+        except ray.exceptions.RayError as exc:
+            return f"crashed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+
+    def cancel(self, ref) -> None:
+        self._ray.cancel(ref, force=True)
+
+    def shutdown(self) -> None:
+        self._ray.shutdown()
+
+
+def local_runtimes() -> list[str]:
+    import backends
+
+    return [name for name, reason in backends.availability().items() if reason is None]
+
+
+def node_count(nodes: list[NodeInfo]) -> dict[str, Any]:
+    return {n.platform: n.devices for n in nodes}
