@@ -32,6 +32,9 @@ SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
 LATENCY_MARGIN = 0.6
 THROUGHPUT_MARGIN = 1.5
 MULTISTREAM_SAMPLES_PER_QUERY = 8  # LoadGen's default for the image classification task
+# Queries LoadGen's early-stopping estimate needs (its log: "Need to process at least 662
+# queries"); a short run with fewer ends INVALID however fast the system is.
+EARLY_STOPPING_MIN_QUERIES = {"SingleStream": 64, "MultiStream": 662, "Server": 1024}
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 -> (N,) int32 labels
 LoadSamples = Callable[[list[int]], np.ndarray]
@@ -82,7 +85,8 @@ def user_conf(model: str, scenario: str, fidelity: Fidelity, calib: Calibration,
     if fidelity.max_duration_ms is not None:
         lines.append(f"{key}.max_duration = {int(fidelity.max_duration_ms)}")
     if fidelity.min_query_count is not None:
-        lines.append(f"{key}.min_query_count = {int(fidelity.min_query_count)}")
+        count = max(int(fidelity.min_query_count), EARLY_STOPPING_MIN_QUERIES.get(scenario, 0))
+        lines.append(f"{key}.min_query_count = {count}")
     if performance_sample_count is not None:
         lines.append(f"{key}.performance_sample_count_override = {int(performance_sample_count)}")
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from tuner.workloads.base import Variant, Workload
 
 _REGISTRY: dict[str, str] = {
     "digits": "tuner.workloads.digits:DigitsWorkload",
+    "imagenet": "tuner.workloads.imagenet:ImagenetWorkload",
 }
 
 

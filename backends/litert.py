@@ -1,0 +1,130 @@
+"""LiteRT (``ai-edge-litert``, formerly TFLite) on the CPU, with XNNPACK or without, and the
+Coral Edge TPU delegate where one is attached.
+
+Knobs:
+- ``num_threads`` (int): the interpreter's (and XNNPACK's) thread count; unset, LiteRT decides.
+- ``xnnpack`` (bool, default True): False uses the builtin kernels only
+  (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``).
+- ``edgetpu`` (bool, default False): runs through ``libedgetpu.so.1``. The model must be the
+  ``edgetpu_compiler`` output (``*_edgetpu.tflite``); given the plain int8 file, the compiled
+  sibling next to it is used, since an uncompiled model would silently run on the CPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from backends.base import Backend, BackendUnavailable
+
+EDGETPU_LIBRARY = "libedgetpu.so.1"
+
+
+class LiteRTBackend(Backend):
+    name = "litert"
+    model_format = "tflite"
+    KNOBS = {"num_threads", "xnnpack", "edgetpu"}
+
+    @classmethod
+    def available(cls) -> str | None:
+        try:
+            import ai_edge_litert.interpreter  # noqa: F401
+        except ImportError as exc:
+            return f"ai-edge-litert is not installed ({exc}); pip install 'tuner[litert]'"
+        return None
+
+    @classmethod
+    def version(cls) -> str:
+        try:
+            from importlib.metadata import version
+
+            return version("ai-edge-litert")
+        except Exception:  # noqa: BLE001 - a version string is informative only
+            import ai_edge_litert
+
+            return str(getattr(ai_edge_litert, "__version__", "unknown"))
+
+    def load(self) -> None:
+        reason = self.available()
+        if reason:
+            raise BackendUnavailable(reason)
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        self._unknown_options(self.KNOBS)
+        threads = self.options.get("num_threads")
+        xnnpack = _as_bool(self.options.get("xnnpack", True), "xnnpack")
+        edgetpu = _as_bool(self.options.get("edgetpu", False), "edgetpu")
+        kwargs: dict = {"num_threads": None if threads is None else int(threads)}
+        if not xnnpack:
+            kwargs["experimental_op_resolver_type"] = \
+                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        model_path = self.model_path
+        if edgetpu:
+            kwargs["experimental_delegates"] = [_edgetpu_delegate()]
+            model_path = _edgetpu_model(model_path)
+        self._interp = Interpreter(model_path=model_path, **kwargs)
+        self._interp.allocate_tensors()
+        inp = self._interp.get_input_details()[0]
+        self._in_index = int(inp["index"])
+        self._out_index = int(self._interp.get_output_details()[0]["index"])
+        self._batch = int(inp["shape"][0])
+        n, h, w, c = (int(d) for d in inp["shape"])
+        self.input_shape = (n, c, h, w)  # as the workloads feed it (NCHW)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        # The workloads' layout is NCHW; TFLite graphs take NHWC.
+        x = np.ascontiguousarray(batch.transpose(0, 2, 3, 1), dtype=np.float32)
+        if x.shape[0] != self._batch:
+            # Re-plan for the new batch size once; Offline/Server repeat the same size.
+            self._interp.resize_tensor_input(self._in_index, list(x.shape))
+            self._interp.allocate_tensors()
+            self._batch = x.shape[0]
+        self._interp.set_tensor(self._in_index, x)
+        self._interp.invoke()
+        return self._interp.get_tensor(self._out_index)
+
+    def close(self) -> None:
+        self._interp = None
+
+
+def _as_bool(value, name: str) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"litert: {name}={value!r} is not a boolean")
+
+
+def _edgetpu_delegate():
+    import ctypes
+
+    from ai_edge_litert.interpreter import load_delegate
+
+    # Probe with ctypes first: load_delegate on a missing library raises OSError and then
+    # prints a spurious AttributeError from Delegate.__del__.
+    try:
+        ctypes.CDLL(EDGETPU_LIBRARY)
+    except OSError as exc:
+        raise BackendUnavailable(
+            f"Edge TPU runtime {EDGETPU_LIBRARY} not found ({exc}); install libedgetpu1-std "
+            "from the Coral apt repository and attach a Coral device") from exc
+    try:
+        return load_delegate(EDGETPU_LIBRARY)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise BackendUnavailable(
+            f"Edge TPU delegate did not load (no Coral device attached or accessible?): "
+            f"{str(exc).strip()}") from exc
+
+
+def _edgetpu_model(model_path: str) -> str:
+    path = Path(model_path)
+    if path.name.endswith("_edgetpu.tflite"):
+        return model_path
+    compiled = path.with_name(path.stem + "_edgetpu.tflite")
+    if not compiled.exists():
+        raise BackendUnavailable(
+            f"edgetpu=True needs an edgetpu_compiler model; {compiled.name} is not next to "
+            f"{path.name} (run `edgetpu_compiler -o {path.parent} {path}`)")
+    return str(compiled)

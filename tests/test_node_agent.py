@@ -1,0 +1,180 @@
+"""The node agent end to end: a real Ray head + worker started by ``python -m tuner.node``
+on 127.0.0.1 as two "platforms", a driver that dispatches by label, and a stop that ends
+exactly the processes the agent started."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tuner import node
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAD_PLATFORM, WORKER_PLATFORM = "milan", "rpi4-coral"
+AUTH_KEYS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def agent(env: dict[str, str], *args: str, timeout: float = 150) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner.node", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def descendants(pids: set[int], procs: dict[int, node.Proc]) -> set[int]:
+    found, stack = set(pids), list(pids)
+    while stack:
+        parent = stack.pop()
+        for p in procs.values():
+            if p.ppid == parent and p.pid not in found:
+                found.add(p.pid)
+                stack.append(p.pid)
+    return found
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    state = tmp_path / "state"
+    # Ray's unix socket paths must stay short: no pytest tmp_path for --temp-dir
+    temp_root = Path(tempfile.mkdtemp(prefix="tn", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_KEYS}
+    env["TUNER_STATE_DIR"] = str(state)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # a bystander that looks like Ray by name (and names our temp dir): must survive stop
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)",
+                              "ray::gcs_server", "raylet", str(temp_root)])
+    ctx = {"state": state, "temp_root": temp_root, "env": env, "decoy": decoy}
+    try:
+        yield ctx
+    finally:
+        agent(env, "stop", "--grace", "6", timeout=120)
+        # belt and braces: whatever a record still owns, and only that
+        for record in node.load_records(state):
+            for pid, start in node.node_targets(record).items():
+                if node.is_alive(pid, start):
+                    os.kill(pid, signal.SIGKILL)
+        decoy.kill()
+        decoy.wait()
+        shutil.rmtree(temp_root, ignore_errors=True)
+
+
+def test_head_and_worker_label_dispatch_and_stop(fleet: dict[str, Any]) -> None:
+    import ray
+
+    env, state, temp_root = fleet["env"], fleet["state"], fleet["temp_root"]
+    before = node.all_procs()
+    foreign = {pid for pid, p in before.items() if "ray" in p.cmdline and pid != fleet["decoy"].pid}
+    t0 = time.monotonic()
+    port = node.pick_ports(["gcs"], 0)[0]["gcs"]
+    common = ["--num-cpus", "1", "--object-store-memory", str(100 * 1024**2)]
+    out = agent(env, "start", "--head", "--port", str(port), "--platform", HEAD_PLATFORM,
+                "--temp-dir", str(temp_root / "h"), *common)
+    assert out.returncode == 0, out.stderr[-3000:]
+    head = json.loads(out.stdout)
+    t_head = time.monotonic() - t0
+    # join through the loopback name: the agent finds the head's token by its record
+    out = agent(env, "start", "--address", f"127.0.0.1:{port}", "--platform", WORKER_PLATFORM,
+                "--temp-dir", str(temp_root / "w"), *common)
+    assert out.returncode == 0, out.stderr[-3000:]
+    worker = json.loads(out.stdout)
+    t_worker = time.monotonic() - t0 - t_head
+
+    # records: token auth, a private token file the worker shares, distinct ports
+    assert head["auth"]["mode"] == "token" and head["auth"]["source"] == "generated"
+    token = Path(head["auth"]["token_path"])
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text()) == 64
+    assert worker["auth"]["token_path"] == str(token)
+    assert worker["address"] == head["address"] and head["address"].endswith(f":{port}")
+    assert not set(head["ports"].values()) & set(worker["ports"].values())
+    assert {p["role"] for p in head["processes"]} >= {"gcs_server", "raylet"}
+    assert {p["role"] for p in worker["processes"]} >= {"raylet"}
+    assert head["facts"]["platform"] == HEAD_PLATFORM
+    assert worker["facts"]["platform"] == WORKER_PLATFORM
+    assert worker["facts"]["detected_platform"] == head["facts"]["detected_platform"]
+
+    saved = {k: os.environ.get(k) for k in AUTH_KEYS}
+    try:
+        address = node.prepare_driver(f"127.0.0.1:{port}", directory=state)
+        assert address == head["address"]
+        ray.init(address=address, log_to_driver=False)
+        nodes = {n["Labels"].get("tuner.node"): n for n in ray.nodes() if n["Alive"]}
+        for rec, platform in ((head, HEAD_PLATFORM), (worker, WORKER_PLATFORM)):
+            n = nodes[rec["id"]]
+            assert n["NodeID"] == rec["node_id"]
+            assert n["Labels"]["platform"] == platform
+            assert n["Labels"]["arch"] == rec["facts"]["arch"]
+            assert n["Resources"][f"dut_{platform}"] == 1
+            assert n["Resources"][f"platform_{platform}"] == 1
+            for runtime, why in rec["facts"]["runtimes"].items():
+                assert (f"runtime_{runtime}" in n["Resources"]) == (why is None)
+
+        @ray.remote(max_retries=0)
+        def where() -> str:
+            return ray.get_runtime_context().get_node_id()
+
+        for rec, platform in ((worker, WORKER_PLATFORM), (head, HEAD_PLATFORM)):
+            ref = where.options(label_selector={"platform": platform},
+                                resources={f"dut_{platform}": 1}).remote()
+            assert ray.get(ref, timeout=60) == rec["node_id"]
+    finally:
+        ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        # ray caches the auth mode and token: leave later tests in this process unaffected
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    t_driver = time.monotonic() - t0 - t_head - t_worker
+
+    # stop: exactly the recorded processes and what they spawned, nothing else
+    procs = node.all_procs()
+    recorded = {(p["pid"], p["start"]) for rec in (head, worker) for p in rec["processes"]}
+    ours = descendants({pid for pid, _ in recorded}, procs)
+    out = agent(env, "stop", "--json", "--grace", "15")
+    assert out.returncode == 0, out.stdout + out.stderr
+    reports = json.loads(out.stdout)
+    t_stop = time.monotonic() - t0 - t_head - t_worker - t_driver
+    assert [r["id"] for r in reports] == [worker["id"], head["id"]]   # workers first
+    signalled = {s["pid"] for r in reports for s in r["signalled"]}
+    assert signalled and signalled <= ours, signalled - ours
+    assert not signalled & foreign
+    for pid, start in recorded:
+        assert not node.is_alive(pid, start), pid
+    assert fleet["decoy"].poll() is None, "the bystander process was killed"
+    assert not token.exists()   # the head's generated token goes with it
+    still_foreign = {pid for pid in foreign if pid in node.all_procs()}
+    assert not signalled & still_foreign
+
+    status = json.loads(agent(env, "status", "--json").stdout)
+    assert {n["id"]: n["alive"] for n in status["nodes"]} == {head["id"]: False,
+                                                              worker["id"]: False}
+    print(f"\nhead start {t_head:.1f}s, worker start {t_worker:.1f}s, driver {t_driver:.1f}s, "
+          f"stop {t_stop:.1f}s")
+
+
+def test_bad_platform_override_starts_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "TUNER_STATE_DIR": str(tmp_path / "state")}
+    out = agent(env, "start", "--head", "--platform", "pdp11", "--temp-dir", "/tmp/tn-none")
+    assert out.returncode == 2 and "unknown platform" in out.stderr
+    assert not list((tmp_path / "state").glob("*.json"))
+
+
+def test_worker_without_token_is_refused_before_ray_start(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_KEYS}
+    env.update(TUNER_STATE_DIR=str(tmp_path / "state"), HOME=str(tmp_path))  # no ~/.ray token
+    out = agent(env, "start", "--address", "127.0.0.1:1", "--temp-dir", "/tmp/tn-none")
+    assert out.returncode != 0 and "no auth token" in out.stderr

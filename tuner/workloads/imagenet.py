@@ -1,0 +1,558 @@
+"""Bring-your-own ImageNet: the MLPerf MobileNet / ResNet50 ONNX files on ImageNet val.
+
+The user points the config at an ImageNet validation folder in the MLPerf layout (the
+JPEGs plus ``val_map.txt``, lines ``ILSVRC2012_val_00000001.JPEG 65``) and at one or more
+ONNX files. Samples are preprocessed as the MLCommons reference harness does
+(``vision/classification_and_detection/python/dataset.py``):
+
+``mobilenet`` (``pre_process_mobilenet``)
+    resize keeping the aspect ratio so the short side is ``int(size / 0.875)`` (bilinear,
+    ``cv2.INTER_LINEAR``), center crop to the model's size, RGB float32 ``/255 - 0.5, *2``.
+``resnet50`` (``pre_process_vgg``)
+    the same geometry with area interpolation (``cv2.INTER_AREA``), RGB float32 minus the
+    means ``[123.68, 116.78, 103.94]``.
+
+The reference reads images with OpenCV; OpenCV is not a dependency here. JPEGs are decoded
+with Pillow (the same libjpeg-turbo decode, EXIF orientation applied as ``cv2.imread``
+does) and the two cv2 resamplers are re-implemented in numpy below. Pillow's own
+resampling is close to but not bit-identical with cv2 (its ``BILINEAR`` antialiases when
+shrinking, up to tens of grey levels apart from ``INTER_LINEAR``; its ``BOX`` is not
+``INTER_AREA`` at fractional scales), so it is not used for resizing. The numpy resamplers
+follow cv2's coordinate mapping and fixed-point rounding: against opencv-python-headless
+5.0 on photos and synthetic images, INTER_AREA matched exactly and INTER_LINEAR to within one
+grey level on under 0.3% of pixels (``tests/test_imagenet.py`` re-checks whenever cv2 is
+importable). Known remaining differences: CMYK JPEGs (Pillow converts them naively) and
+those rare one-level roundings.
+
+Model facts come from the ONNX file itself: input layout (NCHW or NHWC) and resolution from
+the input shape (224 when symbolic), the class count from the first float rank-2 output.
+ImageNet models with 1001 outputs put "background" at index 0, so the dataset label is
+``argmax - 1`` (``label_offset = -1``; the reference's ``offset=-1``); 1000-class models use
+offset 0. The ``label_offset`` config key overrides this for every model. Models whose first
+output is already a class index (the MLPerf ResNet50's ``ArgMax:0``) are handled too.
+
+Preprocessed crops (uint8, before normalisation) are cached in memory per (profile,
+resolution) within a process, and on disk under ``cache_dir`` so the fresh process of each
+trial does not decode 50,000 JPEGs again (``disk_cache: false`` turns that off; delete the
+folder if the images change in place).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from tuner.workloads.base import Variant, Workload
+
+VAL_MAP = "val_map.txt"
+PRECISIONS = ("fp32", "int8")
+DEFAULT_SIZE = 224  # the reference's image_size when the model does not fix one
+CROP_SCALE = 87.5  # resize_with_aspectratio's default: the crop is 87.5% of the short side
+VGG_MEANS = np.array([123.68, 116.78, 103.94], dtype=np.float32)
+MEMORY_CACHE_BYTES = 2 << 30  # per process; 224x224 uint8 crops: ~14,000 images
+PREPROCESS_VERSION = 1  # bump when the resize/crop code changes (keys the disk cache)
+
+_COEF_BITS = 11  # cv2's INTER_RESIZE_COEF_BITS: linear weights are 11-bit fixed point
+_COEF_SCALE = 1 << _COEF_BITS
+
+
+# --- cv2-compatible resampling (numpy) ----------------------------------------------------
+Taps = tuple[np.ndarray, np.ndarray]  # (n_out, k) source indices, (n_out, k) weights
+
+
+def _linear_taps(n_in: int, n_out: int, area_mode: bool = False) -> Taps:
+    """cv2's two-tap table: INTER_LINEAR, or INTER_AREA when it enlarges (``area_mode``)."""
+    scale = n_in / n_out
+    d = np.arange(n_out, dtype=np.float64)
+    if area_mode:
+        sx = np.floor(d * scale)
+        fx = (d + 1) - (sx + 1) * (1.0 / scale)
+        fx = np.where(fx <= 0, 0.0, fx - np.floor(fx))
+    else:
+        f = (d + 0.5) * scale - 0.5  # pixel centres, as cv2
+        sx = np.floor(f)
+        fx = f - sx
+    fx = fx.astype(np.float32).astype(np.float64)  # cv2 keeps the fraction as a float
+    sx = sx.astype(np.int64)
+    low, high = sx < 0, sx >= n_in - 1  # cv2 replicates the border pixel
+    fx[low], sx[low] = 0.0, 0
+    fx[high], sx[high] = 0.0, n_in - 1
+    idx = np.stack([sx, np.minimum(sx + 1, n_in - 1)], axis=1)
+    weights = np.stack([np.rint((1.0 - fx) * _COEF_SCALE), np.rint(fx * _COEF_SCALE)], axis=1)
+    return idx, weights.astype(np.int32)
+
+
+def _area_taps(n_in: int, n_out: int) -> Taps:
+    """cv2's INTER_AREA table when shrinking: each source pixel weighted by its overlap."""
+    scale = n_in / n_out
+    rows: list[list[tuple[int, float]]] = []
+    for d in range(n_out):
+        f1 = d * scale
+        f2 = f1 + scale
+        cell = min(scale, n_in - f1)
+        s2 = min(math.floor(f2), n_in - 1)
+        s1 = min(math.ceil(f1), s2)
+        taps = []
+        if s1 - f1 > 1e-3:
+            taps.append((s1 - 1, (s1 - f1) / cell))
+        taps.extend((s, 1.0 / cell) for s in range(s1, s2))
+        if f2 - s2 > 1e-3:
+            taps.append((s2, min(f2 - s2, 1.0, cell) / cell))
+        rows.append(taps)
+    k = max(len(t) for t in rows)
+    idx = np.zeros((n_out, k), np.int64)
+    weights = np.zeros((n_out, k), np.float32)  # padding taps weigh 0
+    for d, taps in enumerate(rows):
+        for j, (s, w) in enumerate(taps):
+            idx[d, j], weights[d, j] = s, w
+    return idx, weights
+
+
+def _crop_window(n: int, out: int) -> slice:
+    """The reference's center_crop along one axis."""
+    start = int((n - out) / 2)
+    return slice(start, int((n + out) / 2))
+
+
+def aspect_size(height: int, width: int, out_height: int, out_width: int,
+                scale: float = CROP_SCALE) -> tuple[int, int]:
+    """(h, w) that the reference's ``resize_with_aspectratio`` resizes an image to."""
+    new_height = int(100.0 * out_height / scale)
+    new_width = int(100.0 * out_width / scale)
+    if height > width:
+        return int(new_height * height / width), new_width
+    return new_height, int(new_width * width / height)
+
+
+def resize_crop(img: np.ndarray, out_height: int, out_width: int, interpolation: str) -> np.ndarray:
+    """``center_crop(resize_with_aspectratio(img))`` on an (H, W, 3) uint8 image, as cv2 would.
+
+    Only the pixels inside the crop are computed: the resize is separable, so cropping the
+    tap tables gives the same values as resizing the whole image and cropping afterwards.
+    """
+    if interpolation not in ("linear", "area"):
+        raise ValueError(f"interpolation {interpolation!r}; one of linear, area")
+    h_in, w_in = img.shape[:2]
+    h, w = aspect_size(h_in, w_in, out_height, out_width)
+    if h < out_height or w < out_width:
+        raise ValueError(f"resized image {h}x{w} is smaller than the crop {out_height}x{out_width}")
+    rows, cols = _crop_window(h, out_height), _crop_window(w, out_width)
+    shrink = h_in >= h and w_in >= w  # cv2 uses its area algorithm only when shrinking both
+    if interpolation == "area" and shrink and h_in % h == 0 and w_in % w == 0:
+        return _area_integer(img, h_in // h, w_in // w, rows, cols)
+    if interpolation == "area" and shrink:
+        yi, yw = _area_taps(h_in, h)
+        xi, xw = _area_taps(w_in, w)
+        return _apply_float(img, yi[rows], yw[rows], xi[cols], xw[cols])
+    yi, yw = _linear_taps(h_in, h, area_mode=interpolation == "area")
+    xi, xw = _linear_taps(w_in, w, area_mode=interpolation == "area")
+    return _apply_fixed(img, yi[rows], yw[rows], xi[cols], xw[cols])
+
+
+def _apply_fixed(img: np.ndarray, yi: np.ndarray, yw: np.ndarray, xi: np.ndarray,
+                 xw: np.ndarray) -> np.ndarray:
+    # Horizontal pass in int (x2048), then cv2's SIMD vertical pass: the high 16 bits of
+    # (row >> 4) * weight, summed, rounded by (v + 2) >> 2. The scalar formula differs by one
+    # grey level on ~10% of pixels, so the SIMD one (what x86/ARM builds run) is followed.
+    src = img[yi.ravel()].astype(np.int32)  # (h*2, w_in, 3): only the source rows needed
+    rows = src[:, xi[:, 0]] * xw[None, :, 0, None] + src[:, xi[:, 1]] * xw[None, :, 1, None]
+    rows = (rows >> 4).reshape(len(yi), 2, len(xi), 3)
+    val = ((rows[:, 0] * yw[:, 0, None, None]) >> 16) + ((rows[:, 1] * yw[:, 1, None, None]) >> 16)
+    return np.clip((val + 2) >> 2, 0, 255).astype(np.uint8)
+
+
+def _apply_float(img: np.ndarray, yi: np.ndarray, yw: np.ndarray, xi: np.ndarray,
+                 xw: np.ndarray) -> np.ndarray:
+    src = img.astype(np.float32)
+    rows = np.zeros((img.shape[0], len(xi), 3), np.float32)
+    for k in range(xi.shape[1]):  # taps in order, accumulated in float32 as cv2 does
+        rows += src[:, xi[:, k]] * xw[None, :, k, None]
+    out = np.zeros((len(yi), len(xi), 3), np.float32)
+    for k in range(yi.shape[1]):
+        out += rows[yi[:, k]] * yw[:, k, None, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _area_integer(img: np.ndarray, ky: int, kx: int, rows: slice, cols: slice) -> np.ndarray:
+    # cv2's fast path for whole-number scales: block sums; 2x2 rounds half up, others rint.
+    block = img[rows.start * ky:rows.stop * ky, cols.start * kx:cols.stop * kx].astype(np.int32)
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    total = block.reshape(h, ky, w, kx, 3).sum(axis=(1, 3))
+    if ky == kx == 2:
+        return ((total + 2) >> 2).astype(np.uint8)
+    return np.clip(np.rint(total * np.float32(1.0 / (kx * ky))), 0, 255).astype(np.uint8)
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, as ``cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)``."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)  # cv2.imread honours EXIF orientation by default
+        return np.asarray(im.convert("RGB"))
+
+
+# --- profiles ------------------------------------------------------------------------------
+def _normalize_mobilenet(x: np.ndarray) -> np.ndarray:
+    x /= 255.0  # the reference's in-place float32 steps, in its order
+    x -= 0.5
+    x *= 2
+    return x
+
+
+def _normalize_vgg(x: np.ndarray) -> np.ndarray:
+    x -= VGG_MEANS
+    return x
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    interpolation: str  # "linear" | "area"
+    normalize: Callable[[np.ndarray], np.ndarray]  # float32 (..., H, W, 3) in place
+
+
+PROFILES: dict[str, Profile] = {
+    "mobilenet": Profile("mobilenet", "linear", _normalize_mobilenet),  # pre_process_mobilenet
+    "resnet50": Profile("resnet50", "area", _normalize_vgg),  # pre_process_vgg
+}
+
+
+def preprocess(img: np.ndarray, profile: str, height: int, width: int) -> np.ndarray:
+    """One RGB uint8 image -> the reference's float32 (height, width, 3) sample (HWC)."""
+    prof = PROFILES[profile]
+    return prof.normalize(resize_crop(img, height, width, prof.interpolation).astype(np.float32))
+
+
+# --- ONNX model facts ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelInfo:
+    layout: str  # "NCHW" | "NHWC"
+    height: int
+    width: int
+    num_classes: int | None  # None when no float (N, classes) output has a fixed size
+
+
+_MODEL_INFO: dict[tuple[str, int, int], ModelInfo] = {}
+
+
+def inspect_onnx(path: Path) -> ModelInfo:
+    """Layout, resolution and class count from the graph's declared shapes."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _MODEL_INFO:
+        return _MODEL_INFO[key]
+    import onnx
+    from onnx import TensorProto
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    init_names = {t.name for t in graph.initializer}  # old opsets list weights as inputs
+    inputs = [i for i in graph.input if i.name not in init_names]
+    if not inputs:
+        raise ValueError(f"imagenet workload: {path} has no graph input")
+    dims = [d.dim_value if d.HasField("dim_value") else None
+            for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise ValueError(f"imagenet workload: {path} input {inputs[0].name!r} has rank "
+                         f"{len(dims)}; an image model takes (N, C, H, W) or (N, H, W, C)")
+    if dims[1] == 3:
+        layout, hw = "NCHW", dims[2:4]
+    elif dims[3] == 3:
+        layout, hw = "NHWC", dims[1:3]
+    else:
+        raise ValueError(f"imagenet workload: cannot tell the layout of {path} input "
+                         f"{inputs[0].name!r} with shape {dims}: no 3-channel axis")
+    height, width = (d or DEFAULT_SIZE for d in hw)
+    num_classes = None
+    for out in graph.output:
+        tt = out.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if tt.elem_type in (TensorProto.FLOAT, TensorProto.FLOAT16) and len(shape) == 2 \
+                and shape[1]:
+            num_classes = int(shape[1])
+            break
+    info = ModelInfo(layout, int(height), int(width), num_classes)
+    _MODEL_INFO[key] = info
+    return info
+
+
+def offset_for(num_classes: int | None) -> int:
+    """1001 outputs: index 0 is background, so dataset label = argmax - 1 (MLPerf's offset)."""
+    return -1 if num_classes == 1001 else 0
+
+
+# --- the in-process crop cache -------------------------------------------------------------
+class _LruCache:
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the QSL loads on LoadGen's thread
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self.bytes += value.nbytes
+            while self.bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= old.nbytes
+
+
+_CROPS = _LruCache(MEMORY_CACHE_BYTES)
+
+
+# --- the workload --------------------------------------------------------------------------
+class ImagenetWorkload(Workload):
+    """ImageNet val (MLPerf layout) x user-supplied ONNX classifiers.
+
+    Config keys (``conf/workload/imagenet.yaml``):
+
+    ``dataset_dir``
+        folder holding the JPEGs and ``val_map.txt``.
+    ``models``
+        variant name -> ONNX path (fp32), or variant name -> ``{fp32: path, int8: path}``
+        when the user also has a quantized file.
+    ``profile``
+        ``mobilenet`` or ``resnet50`` for every model, or a mapping variant name -> profile;
+        null infers it from the variant name or file name ("mobilenet" / "resnet").
+    ``count``
+        use only the first N lines of ``val_map.txt`` (the reference's ``--count``).
+    ``reference_accuracy``
+        the fp32 top-1 the run is compared with (MLPerf: 0.76456 ResNet50, 0.71676 MobileNet).
+    ``label_offset``
+        added to the argmax for every model; null: -1 for 1001-class outputs, else 0.
+    ``disk_cache``
+        keep preprocessed crops under ``cache_dir`` (default true).
+
+    Model parameters (``variant``): ``model`` (a key of ``models``; optional when there is
+    one) and ``precision`` (``fp32``, or ``int8`` where ``models`` gives an int8 file).
+    ``label_offset``/``num_classes`` follow the last variant made: measure() makes one per
+    trial process. Float logits are offset by their own width at postprocess time anyway.
+    """
+
+    name = "imagenet"
+    num_classes = 1000
+    label_offset = 0
+    loadgen_model = "resnet50"  # MLPerf's ImageNet classification rules (1024 perf samples)
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None,
+                 dataset_dir: str | os.PathLike | None = None,
+                 models: Mapping[str, Any] | None = None,
+                 profile: str | Mapping[str, str] | None = None,
+                 count: int | None = None,
+                 reference_accuracy: float | None = None,
+                 label_offset: int | None = None,
+                 disk_cache: bool = True,
+                 **extra: Any):
+        super().__init__(cache_dir)
+        if extra:
+            raise ValueError(f"imagenet workload: unknown config key(s) {sorted(extra)}; known: "
+                             "dataset_dir, models, profile, count, reference_accuracy, "
+                             "label_offset, disk_cache")
+        self._reference_accuracy = None if reference_accuracy is None else float(reference_accuracy)
+        self._label_offset_override = None if label_offset is None else int(label_offset)
+        self.disk_cache = bool(disk_cache)
+        self.models = self._parse_models(models)
+        self.profiles = {m: self._resolve_profile(profile, m) for m in self.models}
+        self.dataset_dir = self._check_dataset_dir(dataset_dir)
+        self.image_names, self._labels = self._read_val_map(count)
+        # Keys the crop caches: two dataset folders never share cached crops.
+        self._dataset_key = hashlib.sha256(str(self.dataset_dir).encode()).hexdigest()[:12]
+
+    # --- config checks --------------------------------------------------------------------
+    @staticmethod
+    def _parse_models(models: Mapping[str, Any] | None) -> dict[str, dict[str, Path]]:
+        if not isinstance(models, Mapping) or not models:
+            raise ValueError("imagenet workload: `models` must map variant names to ONNX files, "
+                             "e.g. {mobilenet_v1_1.0_224: /data/mobilenet_v1_1.0_224.onnx}; "
+                             f"got {models!r}")
+        parsed: dict[str, dict[str, Path]] = {}
+        for name, spec in models.items():
+            nested = isinstance(spec, Mapping)
+            files = dict(spec) if nested else {"fp32": spec}
+            bad = set(files) - set(PRECISIONS)
+            if bad:
+                raise ValueError(f"imagenet workload: models.{name} has precision(s) "
+                                 f"{sorted(bad)}; one of {PRECISIONS}")
+            parsed[str(name)] = {}
+            for precision, file in files.items():
+                if file is None or str(file) in ("", "???"):
+                    raise ValueError(f"imagenet workload: models.{name} has no {precision} path")
+                path = Path(str(file)).expanduser()
+                if not path.is_file():
+                    key = f"models.{name}.{precision}" if nested else f"models.{name}"
+                    raise FileNotFoundError(f"imagenet workload: {key}: file {path} does not exist")
+                parsed[str(name)][precision] = path.resolve()
+        return parsed
+
+    def _resolve_profile(self, profile: str | Mapping[str, str] | None, model: str) -> str:
+        if isinstance(profile, Mapping):
+            if model not in profile:
+                raise ValueError(f"imagenet workload: `profile` has no entry for model {model!r}")
+            chosen, where = profile[model], f"profile.{model}"
+        elif profile is None:
+            hint = " ".join([model] + [p.name for p in self.models[model].values()]).lower()
+            chosen = ("mobilenet" if "mobilenet" in hint
+                      else "resnet50" if "resnet" in hint else None)
+            if chosen is None:
+                raise ValueError(f"imagenet workload: cannot tell the preprocessing of model "
+                                 f"{model!r} from its name; set `profile` to one of "
+                                 f"{sorted(PROFILES)}")
+            where = "profile"
+        else:
+            chosen, where = profile, "profile"
+        if chosen not in PROFILES:
+            raise ValueError(f"imagenet workload: {where}={chosen!r} is not a known profile; "
+                             f"one of {sorted(PROFILES)}")
+        return str(chosen)
+
+    @staticmethod
+    def _check_dataset_dir(dataset_dir: str | os.PathLike | None) -> Path:
+        if dataset_dir is None or str(dataset_dir) in ("", "???"):
+            raise ValueError("imagenet workload: `dataset_dir` is required (the ImageNet val "
+                             f"folder holding the JPEGs and {VAL_MAP})")
+        path = Path(str(dataset_dir)).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"imagenet workload: dataset_dir {path} is not a folder")
+        if not (path / VAL_MAP).is_file():
+            raise FileNotFoundError(f"imagenet workload: dataset_dir {path} has no {VAL_MAP} "
+                                    "(lines like 'ILSVRC2012_val_00000001.JPEG 65')")
+        return path.resolve()
+
+    def _read_val_map(self, count: int | None) -> tuple[list[str], np.ndarray]:
+        if count is not None and int(count) < 1:
+            raise ValueError(f"imagenet workload: count={count}; a positive number of images")
+        val_map = self.dataset_dir / VAL_MAP
+        names: list[str] = []
+        labels: list[int] = []
+        with open(val_map) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if count is not None and len(names) >= int(count):
+                    break
+                if not line.strip():
+                    continue
+                parts = re.split(r"\s+", line.strip())
+                if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                    raise ValueError(f"imagenet workload: {val_map}:{lineno}: expected "
+                                     f"'<image> <label>', got {line.strip()!r}")
+                names.append(parts[0])
+                labels.append(int(parts[1]))
+        if not names:
+            raise ValueError(f"imagenet workload: {val_map} lists no images")
+        # The reference skips missing images silently; a smaller set would skew accuracy.
+        present = set(os.listdir(self.dataset_dir))
+        missing = [n for n in names
+                   if (n not in present if "/" not in n else not (self.dataset_dir / n).is_file())]
+        if missing:
+            raise FileNotFoundError(
+                f"imagenet workload: {len(missing)} image(s) listed in {val_map} are not in "
+                f"{self.dataset_dir}: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        return names, np.asarray(labels, dtype=np.int32)
+
+    # --- family -------------------------------------------------------------------------
+    def variant(self, model: str | None = None, precision: str = "fp32", **extra: Any) -> Variant:
+        if extra:
+            raise ValueError(f"imagenet workload: unknown model parameter(s) {sorted(extra)}; "
+                             "known: model, precision")
+        if model is None:
+            if len(self.models) != 1:
+                raise ValueError("imagenet workload: say which `model`; one of "
+                                 f"{sorted(self.models)}")
+            model = next(iter(self.models))
+        if model not in self.models:
+            raise ValueError(f"imagenet workload: model {model!r} is not in `models`; "
+                             f"one of {sorted(self.models)}")
+        if precision not in self.models[model]:
+            raise ValueError(f"imagenet workload: no {precision!r} file for model {model!r} "
+                             f"(models.{model} gives {sorted(self.models[model])})")
+        path = self.models[model][precision]
+        info = inspect_onnx(path)
+        offset = (self._label_offset_override if self._label_offset_override is not None
+                  else offset_for(info.num_classes))
+        # measure() makes one variant per process: index outputs (ArgMax) use its offset.
+        self.label_offset = offset
+        self.num_classes = info.num_classes or 1000
+        return Variant(f"{model}_{precision}", info.height, precision,
+                       {"model": model, "path": str(path), "profile": self.profiles[model],
+                        "layout": info.layout, "height": info.height, "width": info.width,
+                        "num_classes": info.num_classes, "label_offset": offset})
+
+    def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
+        if fmt != "onnx":
+            raise ValueError(f"imagenet workload has ONNX files only, not {fmt!r}")
+        return Path(variant.params["path"])
+
+    def reference_accuracy(self) -> float | None:
+        return self._reference_accuracy
+
+    def postprocess(self, logits: np.ndarray) -> np.ndarray:
+        out = np.asarray(logits)
+        if np.issubdtype(out.dtype, np.integer):  # already class indices (ArgMax output)
+            return (out.reshape(len(out)) + self.label_offset).astype(np.int32)
+        offset = (self._label_offset_override if self._label_offset_override is not None
+                  else offset_for(out.shape[-1]))
+        return (np.argmax(out.reshape(len(out), -1), axis=1) + offset).astype(np.int32)
+
+    # --- dataset ------------------------------------------------------------------------
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def load_samples(self, indices: list[int], variant: Variant) -> np.ndarray:
+        """(N, 3, H, W) float32 (or (N, H, W, 3) for NHWC models), reference-preprocessed."""
+        p = variant.params
+        prof = PROFILES[p["profile"]]
+        crops = [self._crop(int(i), prof.interpolation, p["height"], p["width"]) for i in indices]
+        x = np.stack(crops) if crops else np.zeros((0, p["height"], p["width"], 3), np.uint8)
+        x = prof.normalize(x.astype(np.float32))
+        if p["layout"] == "NCHW":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x
+
+    def _crop(self, index: int, interpolation: str, height: int, width: int) -> np.ndarray:
+        key = (self._dataset_key, interpolation, height, width, index)
+        crop = _CROPS.get(key)
+        if crop is not None:
+            return crop
+        name = self.image_names[index]
+        disk = (self.cache_dir / "imagenet" / self._dataset_key
+                / f"{interpolation}-{height}x{width}-v{PREPROCESS_VERSION}" / f"{name}.npy")
+        if self.disk_cache and disk.is_file():
+            try:
+                crop = np.load(disk)
+            except (OSError, ValueError):
+                crop = None  # a torn or foreign file: rebuild it
+        if crop is None or crop.shape != (height, width, 3):
+            crop = resize_crop(load_rgb(self.dataset_dir / name), height, width, interpolation)
+            if self.disk_cache:
+                disk.parent.mkdir(parents=True, exist_ok=True)
+                tmp = disk.with_name(f"{disk.name}.tmp{os.getpid()}.{threading.get_ident()}")
+                with open(tmp, "wb") as fh:
+                    np.save(fh, crop)
+                os.replace(tmp, disk)  # atomic: several workers may share one cache
+        _CROPS.put(key, crop)
+        return crop
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "dataset_dir": str(self.dataset_dir),
+                "models": {m: {k: str(v) for k, v in f.items()} for m, f in self.models.items()},
+                "profiles": dict(self.profiles)}
