@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
-
 from tuner.trial import TrialConfig, TrialResult
 
 PLATFORM_LABEL = "platform"
@@ -66,6 +64,11 @@ class RayDispatcher:
                      configure_logging=False)
             self.started_local = True
         else:
+            from tuner.node import prepare_driver
+
+            # The node agent's head holds the cluster's auth token; this sets the driver's
+            # auth environment from it (or from RAY_AUTH_TOKEN / ~/.ray/auth_token).
+            address = prepare_driver(address)
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         self._remote = ray.remote(max_retries=0)(_measure_task)
 
@@ -150,7 +153,3 @@ def local_runtimes() -> list[str]:
     import backends
 
     return [name for name, reason in backends.availability().items() if reason is None]
-
-
-def node_count(nodes: list[NodeInfo]) -> dict[str, Any]:
-    return {n.platform: n.devices for n in nodes}

@@ -221,6 +221,17 @@ class Driver:
         self._tell(ps, trial, row)
         ps.finished += 1
         self._update_best(ps)
+        if (result.cause or "").startswith("node lost"):
+            self._recount_devices(ps)
+
+    def _recount_devices(self, ps: PlatformStudy) -> None:
+        """After a node is lost, trust only the devices still alive (a task asking for a
+        platform with no node left would wait forever)."""
+        alive = self.dispatcher.platforms().get(ps.platform, [])
+        ps.devices = sum(n.devices for n in alive)
+        if ps.devices == 0:
+            ps.target = ps.finished + len(ps.inflight)
+            ps.best += f" (stopped: no {ps.platform} node left)"
 
     # --- outcome -------------------------------------------------------------------
     def record(self, ps: PlatformStudy, tcfg: TrialConfig, result: TrialResult,

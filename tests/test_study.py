@@ -1,0 +1,148 @@
+"""The tuning loop end to end on the real stack: Ray (local, 127.0.0.1), LoadGen, ONNX
+Runtime, Optuna's journal, Parquet records and the Pareto report; then resume and the
+failure paths (crash, timeout, INVALID, a driver killed mid-trial)."""
+from __future__ import annotations
+
+import json
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+from hydra import compose, initialize_config_dir
+
+from experiments import pareto
+from tests.conftest import ROOT
+from tuner.config import register
+from tuner.dispatch import RayDispatcher
+from tuner.driver import JOURNAL, Driver
+
+register()
+PLATFORM = "testbox"
+
+
+def config(run_dir, cache_dir, *overrides: str):
+    base = ["+space=mobilenet", f"platform.name={PLATFORM}", "progress=false",
+            f"run_dir={run_dir}", f"cache_dir={cache_dir}",
+            "space.model.width.choices=[0.25,0.5]", "space.model.resolution.choices=[32,48]",
+            "fidelity.min_duration_ms=300", "fidelity.min_query_count=32",
+            "fidelity.max_duration_ms=3000", "fidelity.accuracy_sample_count=120",
+            # Cheap knobs only: spinning or parallel threads on a shared 2-core host make
+            # every trial slow without testing anything more.
+            "backends.onnxruntime.knobs.intra_op_threads.high=1",
+            "backends.onnxruntime.knobs.execution_mode.choices=[sequential]",
+            "backends.onnxruntime.knobs.allow_spinning.choices=[false]",
+            "study.trial_timeout_s=120"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=base + list(overrides))
+
+
+@pytest.fixture(scope="module")
+def dispatcher():
+    import backends
+
+    ready = [n for n, why in backends.availability().items() if why is None]
+    d = RayDispatcher("local", platform=PLATFORM, num_cpus=2, runtimes=ready)
+    yield d
+    d.shutdown()
+
+
+def rows(run_dir):
+    return pq.read_table(run_dir / "trials.parquet").to_pylist()
+
+
+def test_study_end_to_end_then_resume(tmp_path, cache_dir, dispatcher):
+    from experiments.report import render
+
+    cfg = config(tmp_path, cache_dir, "study.n_trials=6")
+    Driver(cfg, dispatcher=dispatcher).run()
+    first = rows(tmp_path)
+    assert [r["trial"] for r in first] == list(range(6))
+    for r in first:
+        assert r["platform"] == PLATFORM and r["node"] and r["backend"] == "onnxruntime"
+        assert r["state"] in ("complete", "infeasible"), r["cause"]
+        assert r["valid"] and r["latency_ms"] > 0 and 0 < r["accuracy"] <= 1
+        params = json.loads(r["params"])
+        assert r["model"] == (f"mobilenet_v1_w{params['width']}_r{params['resolution']}"
+                              f"_{params['precision']}")
+        detail = tmp_path / r["log_dir"] / "performance" / "mlperf_log_detail.txt"
+        assert "result_validity" in detail.read_text()
+        assert (tmp_path / r["log_dir"] / "accuracy" / "mlperf_log_accuracy.json").exists()
+    # The floor is 99% of the family's best fp32 top-1 (shipped manifest).
+    assert {r["accuracy_floor"] for r in first} == {pytest.approx(0.99 * max(
+        json.loads((ROOT / "tuner/workloads/assets/manifest.json").read_text())["top1"].values()))}
+    for r in first:
+        assert (r["state"] == "complete") == (r["accuracy"] >= r["accuracy_floor"])
+
+    paths = render(tmp_path)
+    front = pareto.front(first, "latency_ms")
+    csv_lines = paths["csv"].read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + len(front)
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = paths["html"].read_text()
+    assert "Pareto front" in html and "plotly" in html.lower() and len(html) > 1_000_000
+
+    # Resume: the same study name and run dir; only the 2 missing trials are measured.
+    Driver(config(tmp_path, cache_dir, "study.n_trials=8"), dispatcher=dispatcher).run()
+    second = rows(tmp_path)
+    assert [r["trial"] for r in second] == list(range(8))
+    assert second[:6] == first
+    study = optuna.load_study(study_name=f"mobilenet.{PLATFORM}", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL))))
+    assert len(study.trials) == 8
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_crashing_trials_are_recorded_and_the_study_goes_on(tmp_path, cache_dir, dispatcher):
+    cfg = config(tmp_path, cache_dir, "study.n_trials=2", "+backends.onnxruntime.fixed.bogus=1")
+    Driver(cfg, dispatcher=dispatcher).run()
+    got = rows(tmp_path)
+    assert [r["state"] for r in got] == ["failed", "failed"]
+    assert all("unknown option" in r["cause"] and "bogus" in r["cause"] for r in got)
+    assert (tmp_path / got[0]["log_dir"] / "error.txt").exists()  # the traceback is kept
+
+
+def test_timeout_is_recorded(tmp_path, cache_dir, dispatcher):
+    cfg = config(tmp_path, cache_dir, "study.n_trials=1", "study.trial_timeout_s=0.5")
+    Driver(cfg, dispatcher=dispatcher).run()
+    (row,) = rows(tmp_path)
+    assert row["state"] == "failed" and row["cause"].startswith("timeout")
+
+
+def test_invalid_loadgen_run_is_infeasible(tmp_path, cache_dir, dispatcher):
+    # Server at 30x the calibrated capacity: LoadGen ends INVALID ("Reduce target QPS").
+    cfg = config(tmp_path, cache_dir, "study.n_trials=1", "scenario=server",
+                 "scenario.server_load=30", "fidelity.min_duration_ms=300")
+    Driver(cfg, dispatcher=dispatcher).run()
+    (row,) = rows(tmp_path)
+    assert row["state"] == "infeasible" and not row["valid"]
+    assert "INVALID" in row["cause"] and row["objective"] == "qps"
+    study = optuna.load_study(study_name=f"mobilenet.{PLATFORM}", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL))))
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE  # told, so the sampler learns
+    assert trial.system_attrs["constraints"][1] > 0  # LoadGen validity violated
+
+
+def test_resume_after_driver_killed_mid_trial(tmp_path, cache_dir, dispatcher):
+    cfg = config(tmp_path, cache_dir, "study.n_trials=3")
+    driver = Driver(cfg, dispatcher=dispatcher)
+    # A driver that asked for two trials and died: trial 0 measured and recorded but never
+    # told; trial 1 never came back.
+    ps = driver._open_study(PLATFORM, 1)
+    t0, t1 = ps.study.ask(), ps.study.ask()
+    p0, p1 = driver.space.suggest(t0), driver.space.suggest(t1)
+    from tuner.isolation import run_isolated
+
+    driver.record(ps, driver.trial_config(ps, t0.number, p0), run_isolated(
+        driver.trial_config(ps, t0.number, p0), 120))
+    del driver
+
+    Driver(config(tmp_path, cache_dir, "study.n_trials=3"), dispatcher=dispatcher).run()
+    got = rows(tmp_path)
+    assert sorted(r["trial"] for r in got) == [0, 2, 3]  # 0 kept, 1 re-measured as 2, one new
+    assert json.loads(got[1]["params"]) == p1  # the lost trial's point, measured once
+    study = optuna.load_study(study_name=f"mobilenet.{PLATFORM}", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / JOURNAL))))
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[0].values[1] == pytest.approx(got[0]["accuracy"])
