@@ -95,15 +95,7 @@ class Driver:
         return self.cfg.study.accuracy_floor_fraction * max(fp32) if fp32 else 0.0
 
     def _sampler(self) -> optuna.samplers.BaseSampler:
-        seed, kind = self.cfg.study.seed, self.cfg.study.sampler
-        if kind == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed)
-        if kind == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        # group=True: TPE models each set of co-occurring (conditional) dims jointly.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          constant_liar=True, n_startup_trials=8,
-                                          warn_independent_sampling=False)
+        return make_sampler(self.cfg.study.sampler, self.cfg.study.seed)
 
     def _platforms(self) -> list[str]:
         if self.cfg.cluster.mode == "local":
@@ -292,6 +284,17 @@ class Driver:
         best = pick(rows, key=lambda r: r[self.speed])
         unit = "samples/s" if self.speed == "qps" else "ms"
         ps.best = f"best {best[self.speed]:.3g} {unit} @ top-1 {best['accuracy']:.3f}"
+
+
+def make_sampler(kind: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # group=True: TPE models each set of co-occurring (conditional) dims jointly;
+    # constant_liar: parallel trials in flight are not proposed twice.
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                      constant_liar=True, n_startup_trials=8)
 
 
 def local_platform_name(cfg: DictConfig) -> str:
