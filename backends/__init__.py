@@ -13,6 +13,8 @@ from backends.base import Backend, BackendUnavailable
 # name -> "module:Class"; modules import their runtime lazily inside ``load``.
 _REGISTRY: dict[str, str] = {
     "onnxruntime": "backends.onnxruntime:OnnxRuntimeBackend",
+    "litert": "backends.litert:LiteRTBackend",
+    "tvm": "backends.tvm:TVMBackend",
 }
 
 
@@ -27,8 +29,9 @@ def get(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def load(name: str, model_path: str, options: dict[str, Any] | None = None) -> Backend:
-    backend = get(name)(model_path, options)
+def load(name: str, model_path: str, options: dict[str, Any] | None = None,
+         cache_dir: str | None = None) -> Backend:
+    backend = get(name)(model_path, options, cache_dir)
     backend.load()
     return backend
 

@@ -39,9 +39,11 @@ class Backend:
     def version(cls) -> str:
         raise NotImplementedError
 
-    def __init__(self, model_path: str, options: dict[str, Any] | None = None):
+    def __init__(self, model_path: str, options: dict[str, Any] | None = None,
+                 cache_dir: str | None = None):
         self.model_path = str(model_path)
         self.options = dict(options or {})
+        self.cache_dir = cache_dir  # where a runtime may cache compiled artifacts
         self.input_shape: tuple[int, ...] | None = None
 
     def load(self) -> None:
@@ -56,6 +58,17 @@ class Backend:
 
     def close(self) -> None:
         pass
+
+    def option_bool(self, name: str, default: bool) -> bool:
+        """A boolean knob, accepting what a YAML or CLI override may give (true/"true"/1)."""
+        value = self.options.get(name, default)
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if isinstance(value, (int, np.integer)) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{self.name}: {name}={value!r} is not a boolean")
 
     def _unknown_options(self, known: set[str]) -> None:
         unknown = set(self.options) - known

@@ -52,8 +52,8 @@ class LiteRTBackend(Backend):
 
         self._unknown_options(self.KNOBS)
         threads = self.options.get("num_threads")
-        xnnpack = _as_bool(self.options.get("xnnpack", True), "xnnpack")
-        edgetpu = _as_bool(self.options.get("edgetpu", False), "edgetpu")
+        xnnpack = self.option_bool("xnnpack", True)
+        edgetpu = self.option_bool("edgetpu", False)
         kwargs: dict = {"num_threads": None if threads is None else int(threads)}
         if not xnnpack:
             kwargs["experimental_op_resolver_type"] = \
@@ -87,14 +87,7 @@ class LiteRTBackend(Backend):
         self._interp = None
 
 
-def _as_bool(value, name: str) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    raise ValueError(f"litert: {name}={value!r} is not a boolean")
+
 
 
 def _edgetpu_delegate():

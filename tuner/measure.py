@@ -48,7 +48,7 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult) -> None:
     result.model_name = variant.name
     backend_cls = backends.get(cfg.backend)
     model_path = workload.model_file(variant, backend_cls.model_format)
-    backend = backends.load(cfg.backend, str(model_path), cfg.knobs)
+    backend = backends.load(cfg.backend, str(model_path), cfg.knobs, cfg.cache_dir)
     result.system = {"hostname": socket.gethostname(), "python": _platform.python_version(),
                      "runtime": cfg.backend, "runtime_version": backend_cls.version(),
                      "model_file": model_path.name}
