@@ -18,12 +18,39 @@ CSV_COLUMNS = ["study", "platform", "trial", "fidelity", "backend", "model", "sc
                "latency_ms", "p90_latency_ms", "qps", "accuracy", "node", "params", "log_dir"]
 SPEED_LABEL = {"latency_ms": "latency (ms, lower is better)",
                "qps": "throughput (samples/s, higher is better)"}
+# Re-measurements beside the search's short runs (tuner.promote): drawn with their own
+# markers, only where their scenario is the study's (other scenarios' figures are not
+# comparable on one axis) and listed in full in a table.
+REMEASURED_STYLE = {
+    "compliant": dict(c="tab:green", marker="*", s=160, edgecolors="black"),
+    "compliant-reduced": dict(c="yellowgreen", marker="*", s=110, edgecolors="gray"),
+    "reproduce": dict(c="tab:purple", marker="D", s=40, alpha=0.7),
+}
+PLOTLY_SYMBOL = {"compliant": "star", "compliant-reduced": "star-open", "reproduce": "diamond"}
+PROMOTED_COLUMNS = ["trial", "fidelity", "scenario", "state", "backend", "model", "latency_ms",
+                    "p90_latency_ms", "qps", "accuracy", "valid", "node", "log_dir"]
 
 
 def studies(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for row in sorted(rows, key=lambda r: (r["study"], r["trial"])):
         out.setdefault(row["study"], []).append(row)
+    return out
+
+
+def remeasured(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A study's rows that are not search trials (compliant, reduced, reproduce)."""
+    return [r for r in group if r["fidelity"] != "short"]
+
+
+def _plottable(group: list[dict[str, Any]], speed: str) -> dict[str, list[dict[str, Any]]]:
+    """fidelity -> re-measured rows on the study's own axes (its scenario, measured)."""
+    short = [r for r in group if r["fidelity"] == "short"]
+    scenario = short[0]["scenario"] if short else None
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in remeasured(group):
+        if r["scenario"] == scenario and r[speed] is not None and r["accuracy"] is not None:
+            out.setdefault(r["fidelity"], []).append(r)
     return out
 
 
@@ -68,7 +95,12 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) ->
                              squeeze=False)
     for ax, (name, group) in zip(axes[0], groups.items()):
         speed = group[0]["objective"]
-        measured = [r for r in group if r[speed] is not None and r["accuracy"] is not None]
+        measured = [r for r in group if r[speed] is not None and r["accuracy"] is not None
+                    and r["fidelity"] == "short"]
+        for fidelity, pts in _plottable(group, speed).items():
+            ax.scatter([r[speed] for r in pts], [r["accuracy"] for r in pts], zorder=5,
+                       label=f"{fidelity} ({len(pts)})",
+                       **REMEASURED_STYLE.get(fidelity, dict(marker="s")))
         for state, style in (("complete", dict(c="tab:blue", marker="o", alpha=0.5)),
                              ("infeasible", dict(c="tab:gray", marker="x", alpha=0.6))):
             pts = [r for r in measured if r["state"] == state]
@@ -85,8 +117,9 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) ->
         floors = {r["accuracy_floor"] for r in group if r.get("accuracy_floor") is not None}
         for floor in floors:
             ax.axhline(floor, ls="--", c="tab:orange", lw=1, label=f"accuracy floor {floor:.3f}")
-        failed = sum(r["state"] == "failed" for r in group)
-        ax.set_title(f"{name}  ({len(group)} trials, {failed} failed)")
+        short = [r for r in group if r["fidelity"] == "short"]
+        failed = sum(r["state"] == "failed" for r in short)
+        ax.set_title(f"{name}  ({len(short)} trials, {failed} failed)")
         ax.set_xlabel(SPEED_LABEL[speed])
         ax.set_ylabel("top-1 accuracy (LoadGen accuracy run)")
         if speed == "latency_ms":
@@ -109,7 +142,7 @@ def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -
         fig = go.Figure()
         for state, symbol in (("complete", "circle"), ("infeasible", "x")):
             pts = [r for r in group if r["state"] == state and r[speed] is not None
-                   and r["accuracy"] is not None]
+                   and r["accuracy"] is not None and r["fidelity"] == "short"]
             fig.add_trace(go.Scatter(
                 x=[r[speed] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
                 name=state, marker=dict(symbol=symbol, size=9, opacity=0.6),
@@ -121,12 +154,23 @@ def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -
             name="Pareto front", line=dict(color="crimson", shape="hv"),
             marker=dict(size=11, color="crimson"),
             text=[_label(r) for r in best], hoverinfo="text+x+y"))
-        fig.update_layout(title=f"{name}: {len(group)} trials", xaxis_title=SPEED_LABEL[speed],
+        for fidelity, pts in _plottable(group, speed).items():
+            fig.add_trace(go.Scatter(
+                x=[r[speed] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
+                name=fidelity, marker=dict(symbol=PLOTLY_SYMBOL.get(fidelity, "square"), size=15,
+                                           line=dict(width=1, color="black")),
+                text=[f"{_label(r)} [{fidelity}] {'VALID' if r['valid'] else 'INVALID'}"
+                      for r in pts], hoverinfo="text+x+y"))
+        short = [r for r in group if r["fidelity"] == "short"]
+        fig.update_layout(title=f"{name}: {len(short)} trials", xaxis_title=SPEED_LABEL[speed],
                           yaxis_title="top-1 accuracy", height=480,
                           xaxis_type="log" if speed == "latency_ms" else "linear")
         plot = fig.to_html(full_html=False, include_plotlyjs=True if first else False)
         first = False
-        sections.append(f"<h2>{html.escape(name)}</h2>{plot}{_front_table(best, speed)}")
+        again = remeasured(group)
+        promoted = (f"<h3>Re-measured (promoted to compliant runs, reproduced)</h3>"
+                    f"{_table(again, PROMOTED_COLUMNS)}" if again else "")
+        sections.append(f"<h2>{html.escape(name)}</h2>{plot}{_front_table(best, speed)}{promoted}")
     failed = [r for r in rows if r["state"] != "complete"]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>tuner: Pareto report</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
@@ -150,7 +194,10 @@ def _front_table(rows: list[dict[str, Any]], speed: str) -> str:
 
 
 def _cause_table(rows: list[dict[str, Any]]) -> str:
-    head = ["study", "trial", "state", "backend", "model", "cause"]
+    return _table(rows, ["study", "trial", "fidelity", "state", "backend", "model", "cause"])
+
+
+def _table(rows: list[dict[str, Any]], head: list[str]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in head) + "</tr>"
         for r in rows)
@@ -183,4 +230,22 @@ def print_fronts(rows: list[dict[str, Any]], console=None) -> None:
                      if k not in ("width", "resolution", "precision", "backend")}
             table.add_row(str(r["trial"]), r["backend"], r["model"], f"{r[speed]:.4g}",
                           f"{r['accuracy']:.4f}", json.dumps(knobs))
+        console.print(table)
+
+
+def print_promoted(rows: list[dict[str, Any]], console=None) -> None:
+    """The re-measured rows (compliant, reduced, reproduce) per study, if any."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for name, group in studies(rows).items():
+        again = remeasured(group)
+        if not again:
+            continue
+        table = Table(title=f"Re-measured: {name} ({len(again)} runs)")
+        for col in PROMOTED_COLUMNS[:-2]:
+            table.add_column(col)
+        for r in again:
+            table.add_row(*[_fmt(r.get(c)) for c in PROMOTED_COLUMNS[:-2]])
         console.print(table)

@@ -1,4 +1,5 @@
 """python -m tuner +space=mobilenet [overrides]   (the Hydra app: compose, validate, run)
+python -m tuner promote RUN_DIR [TRIAL ...] | reproduce RUN_DIR TRIAL   (argparse: promote.py)
 
 Thin on purpose: composition and validation here, the work in ``tuner.driver.run`` which
 tests call with a config composed by ``hydra.compose``.
@@ -31,5 +32,12 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
+# Subcommands that work on an existing run dir take plain arguments, not Hydra overrides.
+SUBCOMMANDS = ("promote", "reproduce")
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
+        from tuner.promote import main as subcommand
+
+        sys.exit(subcommand(sys.argv[1:]))
     main()

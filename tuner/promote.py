@@ -1,0 +1,476 @@
+"""From the Pareto front to compliant measurements: ``promote`` and ``reproduce``.
+
+    python -m tuner promote RUN_DIR [TRIAL ...] [--scenarios S ...] [--min-duration-ms N]
+    python -m tuner reproduce RUN_DIR TRIAL [--fidelity F] [--no-record]
+
+``promote`` re-measures chosen trials (default: each study's Pareto front of short runs)
+with LoadGen's own rules: ``Fidelity.compliant_run()`` (no min_duration/min_query_count
+override, so 600 s and the benchmark's query count) and an accuracy run over the whole
+validation set. It dispatches through the run's own Ray path (``make_dispatcher`` with the
+run's saved ``.hydra/config.yaml``) and records each result with ``Driver.record`` beside
+the short rows of ``trials.parquet``, fidelity ``compliant``; logs go to
+``trials/<study>/<trial>/compliant/<Scenario>/`` (one level deeper than short runs, since
+a promoted trial may be measured in several scenarios).
+
+Scenarios follow the MLPerf category of the trial's platform (``system_type`` of
+``conf/platform/<name>.yaml``):
+
+* edge: SingleStream is measured. MultiStream and Offline are *inferred* from it, as
+  MLCommons' ``tools/submission/preprocess_submission.py`` does: the SingleStream result
+  folder is copied to the MultiStream and Offline folders of the submission tree (by the
+  packer, ``experiments.submission``) and the checker derives their figures from the
+  SingleStream detail log: MultiStream = ``early_stopping_latency_ms`` (the SingleStream
+  run's early-stopping 99th percentile) x 8 samples per query; Offline =
+  ``result_qps_without_loadgen_overhead`` (1 / mean latency). ``--scenarios`` measures
+  them instead (a measured folder always wins over an inferred one).
+* datacenter: Offline and Server are measured (MLPerf allows no inference there).
+
+Test-only: ``--min-duration-ms N`` (or env ``TUNER_TEST_MIN_DURATION_MS``) shortens the
+performance run (and lowers the query count to what early stopping needs). Such results
+are recorded with fidelity ``compliant-reduced``; the packer refuses them unless
+``--draft``.
+
+``reproduce`` re-measures one record's exact ``TrialConfig`` (its ``config`` JSON, same
+fidelity, same platform, same dispatch path), prints the old and new figures side by side
+and records the new one with fidelity ``reproduce`` (logs under
+``trials/<study>/<trial>/reproduce/<k>/``) unless ``--no-record``. Reproduce rows never
+enter a front or a submission: they are evidence of run-to-run spread.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+
+from tuner.dispatch import DRIVER_GRACE_S, PLATFORM_LABEL, DispatchError, RayDispatcher
+from tuner.driver import Driver, PlatformStudy, make_dispatcher
+from tuner.trial import Fidelity, TrialConfig, TrialResult
+
+ENV_MIN_DURATION = "TUNER_TEST_MIN_DURATION_MS"
+COMPLIANT, REDUCED, REPRODUCE, SHORT = "compliant", "compliant-reduced", "reproduce", "short"
+PROMOTED = (COMPLIANT, REDUCED)
+OFFICIAL_MIN_DURATION_MS = 600_000
+# A reduced run still needs the queries LoadGen's early stopping asks for (the oracle
+# raises this to its per-scenario minimum); the official counts (270336 for MultiStream
+# and Server) would make a "short" run last minutes.
+REDUCED_MIN_QUERY_COUNT = 64
+MEASURED = {"edge": ("SingleStream",), "datacenter": ("Offline", "Server")}
+INFERRED = {"edge": ("MultiStream", "Offline"), "datacenter": ()}
+SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
+INFERRED_FROM = {"MultiStream": ("SingleStream",), "Offline": ("MultiStream", "SingleStream")}
+MULTISTREAM_SAMPLES = 8  # samples per query the checker assumes when inferring MultiStream
+
+Print = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- the run
+
+def load_run_config(run_dir: str | Path) -> DictConfig:
+    """The run's exact config as Hydra saved it, with run_dir pointing at RUN_DIR (the
+    saved value is an interpolation into Hydra's runtime, which is gone now)."""
+    from tuner.config import register
+
+    register()  # the ${threads:...} resolver the saved config uses
+    run_dir = Path(run_dir).resolve()
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no saved config at {path} (is {run_dir} a tuner run dir?)")
+    cfg = OmegaConf.load(path)
+    cfg.run_dir = str(run_dir)
+    cfg.progress = False
+    return cfg
+
+
+def system_type(cfg: DictConfig, platform: str) -> str:
+    """edge | datacenter for a platform: its conf/platform YAML, else the run's config."""
+    from tuner.platforms import load_platform_config
+
+    try:
+        kind = load_platform_config(platform).get("system_type")
+    except FileNotFoundError:
+        kind = cfg.platform.get("system_type")
+    return "datacenter" if kind == "datacenter" else "edge"
+
+
+def reduced_min_duration(arg: int | None) -> int | None:
+    """The test-only duration: the flag, else the environment variable, else None."""
+    if arg is not None:
+        return int(arg)
+    env = os.environ.get(ENV_MIN_DURATION)
+    return int(env) if env else None
+
+
+def promotion_fidelity(min_duration_ms: int | None) -> Fidelity:
+    if min_duration_ms is None:
+        return Fidelity.compliant_run()
+    return Fidelity(REDUCED, int(min_duration_ms), REDUCED_MIN_QUERY_COUNT, None)
+
+
+def run_timeout_s(cfg: DictConfig, fidelity: Fidelity) -> float:
+    """Long enough for a compliant run: Offline plans for 1.5x the calibrated throughput
+    (oracle.THROUGHPUT_MARGIN), so it may run ~1.5x min_duration, then the accuracy run."""
+    duration_s = (fidelity.min_duration_ms or OFFICIAL_MIN_DURATION_MS) / 1000
+    return 2 * duration_s + float(cfg.study.trial_timeout_s)
+
+
+def parse_pick(text: str) -> tuple[str | None, int]:
+    """TRIAL is N or STUDY:N."""
+    study, _, number = text.rpartition(":")
+    try:
+        return (study or None), int(number)
+    except ValueError:
+        raise ValueError(f"trial {text!r}: expected N or STUDY:N") from None
+
+
+def select(rows: list[dict[str, Any]], picks: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The short rows to promote: the named trials, else every study's Pareto front."""
+    from experiments.report import fronts
+
+    short = [r for r in rows if r["fidelity"] == SHORT]
+    picks = list(picks)
+    if not picks:
+        return [r for front in fronts(short).values() for r in front]
+    chosen = []
+    for pick in picks:
+        study, number = parse_pick(pick)
+        found = [r for r in short if r["trial"] == number and study in (None, r["study"])]
+        if not found:
+            raise ValueError(f"no short-run record for trial {pick!r}")
+        if len(found) > 1:
+            raise ValueError(f"trial {pick!r} is in several studies "
+                             f"({', '.join(r['study'] for r in found)}): use STUDY:N")
+        chosen.append(found[0])
+    return chosen
+
+
+def scenarios_for(kind: str, asked: list[str] | None) -> tuple[list[str], list[str]]:
+    """(measured, inferred) scenarios for an MLPerf category: --scenarios replaces the
+    measured ones; the packer infers the category's inferable scenarios not measured."""
+    if asked:
+        bad = [s for s in asked if s not in SCENARIOS]
+        if bad:
+            raise ValueError(f"unknown scenario(s) {bad}; one of {', '.join(SCENARIOS)}")
+        measured = list(dict.fromkeys(asked))
+    else:
+        measured = list(MEASURED[kind])
+    return measured, [s for s in INFERRED[kind] if s not in measured
+                      and any(src in measured for src in INFERRED_FROM[s])]
+
+
+def inferred_figures(log) -> dict[str, float | None]:
+    """MultiStream (ms) and Offline (samples/s) as the checker infers them from a
+    SingleStream detail log (performance_check.get_inferred_result)."""
+    ms = log.get("early_stopping_latency_ms")
+    qps = log.get("result_qps_without_loadgen_overhead")
+    return {"MultiStream": None if ms is None else float(ms) * MULTISTREAM_SAMPLES / 1e6,
+            "Offline": None if qps is None else float(qps)}
+
+
+# --------------------------------------------------------------------------- measuring
+
+class _LogDriver(Driver):
+    """The study driver, recording into RUN_DIR, with one more log level (a scenario, or a
+    reproduce count) under the fidelity folder."""
+
+    _subdir = ""
+
+    def record(self, ps: PlatformStudy, tcfg: TrialConfig, result: TrialResult,
+               fidelity: str = COMPLIANT, subdir: str = "") -> dict[str, Any]:
+        self._subdir = subdir
+        return super().record(ps, tcfg, result, fidelity)
+
+    def write_logs(self, study: str, trial: int, result: TrialResult, fidelity: str) -> str:
+        return super().write_logs(study, trial, result, f"{fidelity}/{self._subdir}"
+                                  if self._subdir else fidelity)
+
+
+def _platform_study(row: dict[str, Any]) -> PlatformStudy:
+    # record() needs only the study name, platform and floor: no Optuna study is touched.
+    return PlatformStudy(platform=row["platform"], name=row["study"], study=None,  # type: ignore[arg-type]
+                         devices=1, target=0)
+
+
+def _detect_on_node(platform: str) -> dict[str, Any]:
+    from tuner.platforms import detect
+
+    facts = detect().to_dict()
+    facts["platform"] = platform  # the Ray label the trial ran under
+    return facts
+
+
+def node_facts(platform: str, hostname: str, node_id: str | None = None,
+               timeout_s: float = 120.0) -> dict[str, Any] | None:
+    """NodeFacts of the node that measured (for the MLPerf system description), probed by
+    a Ray task pinned to that node (its Ray node id when the result carries one, else the
+    alive node of that hostname and platform); None when it cannot be reached."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    if node_id is None:
+        node_id = next((n["NodeID"] for n in ray.nodes() if n.get("Alive")
+                        and n.get("NodeManagerHostname") == hostname
+                        and (n.get("Labels") or {}).get(PLATFORM_LABEL) == platform), None)
+    options: dict[str, Any] = {"num_cpus": 0, "max_retries": 0}
+    if node_id is not None:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    else:
+        options["label_selector"] = {PLATFORM_LABEL: platform}
+    try:
+        return ray.get(ray.remote(_detect_on_node).options(**options).remote(platform),
+                       timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - facts are optional; the packer detects locally
+        return None
+
+
+def measure_all(dispatcher: RayDispatcher, jobs: list[TrialConfig], timeout_s: float,
+                done: Callable[[TrialConfig, TrialResult], None]) -> None:
+    """Submit every job (the dut resource serialises them per device) and hand each
+    result to ``done`` as it arrives; a task lost or overdue becomes a failed result."""
+    inflight = {dispatcher.submit(t, timeout_s): (t, time.time()) for t in jobs}
+    limit = timeout_s + DRIVER_GRACE_S
+    while inflight:
+        for ref in dispatcher.wait(list(inflight), timeout_s=2.0):
+            tcfg, started = inflight.pop(ref)
+            done(tcfg, _as_result(dispatcher.result(ref), tcfg, started))
+        # Jobs queue behind the device, so one may wait for every other before it starts:
+        # it is overdue only after all of them could have used their whole timeout.
+        now = time.time()
+        for ref, (tcfg, started) in list(inflight.items()):
+            if now - started > limit * len(jobs):
+                dispatcher.cancel(ref)
+                inflight.pop(ref)
+                done(tcfg, _as_result(f"timeout: no answer from the node after "
+                                      f"{now - started:.0f} s", tcfg, started))
+
+
+def _as_result(result: TrialResult | str, tcfg: TrialConfig, started: float) -> TrialResult:
+    if isinstance(result, TrialResult):
+        return result
+    return TrialResult(ok=False, cause=result, platform=tcfg.platform, started_at=started,
+                       duration_s=time.time() - started)
+
+
+def _dispatch(cfg: DictConfig, dispatcher: RayDispatcher | None,
+              rows: list[dict[str, Any]]) -> tuple[RayDispatcher, bool]:
+    own = dispatcher is None
+    dispatcher = dispatcher or make_dispatcher(cfg)
+    try:
+        dispatcher.check(sorted({r["platform"] for r in rows}),
+                         sorted({r["backend"] for r in rows}))
+    except DispatchError:
+        if own:
+            dispatcher.shutdown()
+        raise
+    return dispatcher, own
+
+
+def _attach_facts(result: TrialResult, cache: dict[tuple, Any]) -> None:
+    """Put the measuring node's facts into the record's system JSON (once per node)."""
+    if not result.ok or not result.node:
+        return
+    node_id = result.system.get("ray_node_id")  # set by the dispatcher's task, when known
+    key = (result.platform, result.node, node_id)
+    if key not in cache:
+        cache[key] = node_facts(*key)
+    if cache[key] is not None:
+        result.system = {**result.system, "facts": cache[key]}
+
+
+# --------------------------------------------------------------------------- promote
+
+def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str] | None = None,
+            min_duration_ms: int | None = None, dispatcher: RayDispatcher | None = None,
+            timeout_s: float | None = None, out: Print = print) -> list[dict[str, Any]]:
+    """Measure the chosen trials compliantly; returns the new records."""
+    cfg = load_run_config(run_dir)
+    driver = _LogDriver(cfg, dispatcher=dispatcher)
+    chosen = select(driver.records.rows, picks)
+    if not chosen:
+        out("nothing to promote: no feasible short-run trial on any front")
+        return []
+    fidelity = promotion_fidelity(reduced_min_duration(min_duration_ms))
+    if not fidelity.compliant:
+        out(f"TEST SETTING: min_duration {fidelity.min_duration_ms} ms; results are recorded as "
+            f"{fidelity.name!r} and cannot be packed without --draft")
+    jobs, inferred = [], {}
+    for row in chosen:
+        measured, infer = scenarios_for(system_type(cfg, row["platform"]), scenarios)
+        # the packer's source for each inferred scenario: measured MultiStream before SingleStream
+        inferred[(row["study"], row["trial"])] = [
+            t for t in infer if next(src for src in INFERRED_FROM[t] if src in measured)
+            == "SingleStream"]
+        base = json.loads(row["config"])
+        for scenario in measured:
+            jobs.append(dataclasses.replace(
+                TrialConfig.from_dict(base), scenario=scenario, fidelity=fidelity,
+                accuracy_sample_count=None, run_accuracy=True))
+    by_key = {(r["study"], r["trial"]): r for r in chosen}
+    timeout_s = timeout_s or run_timeout_s(cfg, fidelity)
+    out(f"promoting {len(chosen)} trial(s), {len(jobs)} measurement(s) at fidelity "
+        f"{fidelity.name!r} (timeout {timeout_s:.0f} s each)")
+    for t in jobs:
+        out(f"  {t.study} #{t.trial} {t.scenario}: {by_key[(t.study, t.trial)]['model']} {t.backend}")
+
+    dispatcher, own = _dispatch(cfg, dispatcher, chosen)
+    new_rows: list[dict[str, Any]] = []
+    facts: dict[tuple, Any] = {}
+
+    def done(tcfg: TrialConfig, result: TrialResult) -> None:
+        _attach_facts(result, facts)
+        row = driver.record(_platform_study(by_key[(tcfg.study, tcfg.trial)]), tcfg, result,
+                            fidelity.name, subdir=tcfg.scenario)
+        new_rows.append(row)
+        out(describe(row))
+        if tcfg.scenario == "SingleStream" and result.ok:
+            infer = inferred[(tcfg.study, tcfg.trial)]
+            if infer:
+                from tuner import loadgen_logs
+
+                figs = inferred_figures(loadgen_logs.parse_detail(
+                    result.logs.get("performance/" + loadgen_logs.DETAIL, "")))
+                out("    inferred (as preprocess_submission.py): " + ", ".join(
+                    f"{s} {_fmt(figs[s])} {'ms' if s == 'MultiStream' else 'samples/s'}"
+                    for s in infer))
+
+    try:
+        measure_all(dispatcher, jobs, timeout_s, done)
+    finally:
+        if own:
+            dispatcher.shutdown()
+    _render(driver.run_dir, out)
+    return new_rows
+
+
+def describe(row: dict[str, Any]) -> str:
+    return (f"  {row['study']} #{row['trial']} {row['scenario']} [{row['fidelity']}] "
+            f"{row['state']}: latency {_fmt(row['latency_ms'])} ms, qps {_fmt(row['qps'])}, "
+            f"accuracy {_fmt(row['accuracy'])}, {'VALID' if row['valid'] else 'INVALID'}"
+            + (f" ({row['cause']})" if row["cause"] else "") + f" -> {row['log_dir']}")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _render(run_dir: Path, out: Print) -> None:
+    from experiments.report import render
+
+    for kind, path in render(run_dir).items():
+        out(f"{kind}: {path}")
+
+
+# --------------------------------------------------------------------------- reproduce
+
+FIGURES = ("state", "valid", "latency_ms", "p90_latency_ms", "qps", "accuracy", "node",
+           "duration_s")
+
+
+def find_record(rows: list[dict[str, Any]], pick: str, fidelity: str | None) -> dict[str, Any]:
+    """The record to reproduce: --fidelity's, else the compliant one, else the short one."""
+    study, number = parse_pick(pick)
+    found = [r for r in rows if r["trial"] == number and study in (None, r["study"])]
+    if len({r["study"] for r in found}) > 1:
+        raise ValueError(f"trial {pick!r} is in several studies: use STUDY:N")
+    for wanted in ([fidelity] if fidelity else [COMPLIANT, SHORT, REDUCED]):
+        matches = [r for r in found if r["fidelity"] == wanted]
+        if matches:
+            return matches[-1]  # the latest measurement of that fidelity
+    raise ValueError(f"no record for trial {pick!r}"
+                     + (f" at fidelity {fidelity!r}" if fidelity else ""))
+
+
+def side_by_side(old: dict[str, Any], new: dict[str, Any]) -> str:
+    lines = [f"{'':16}{'recorded':>16}{'reproduced':>16}{'change':>10}"]
+    for key in FIGURES:
+        a, b = old.get(key), new.get(key)
+        change = (f"{100 * (b - a) / a:+.1f}%" if isinstance(a, float) and isinstance(b, float)
+                  and a and key != "duration_s" else "")
+        lines.append(f"{key:16}{_fmt(a):>16}{_fmt(b):>16}{change:>10}")
+    return "\n".join(lines)
+
+
+def reproduce(run_dir: str | Path, pick: str, fidelity: str | None = None, record: bool = True,
+              dispatcher: RayDispatcher | None = None, timeout_s: float | None = None,
+              out: Print = print) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Re-measure a record's exact TrialConfig; returns (old row, new row)."""
+    cfg = load_run_config(run_dir)
+    driver = _LogDriver(cfg, dispatcher=dispatcher)
+    old = find_record(driver.records.rows, pick, fidelity)
+    tcfg = TrialConfig.from_dict(json.loads(old["config"]))
+    timeout_s = timeout_s or run_timeout_s(cfg, tcfg.fidelity)
+    out(f"reproducing {old['study']} #{old['trial']} [{old['fidelity']}] {old['scenario']} "
+        f"{old['model']} on platform {old['platform']} (recorded on node {old['node']})")
+    dispatcher, own = _dispatch(cfg, dispatcher, [old])
+    results: list[TrialResult] = []
+    try:
+        measure_all(dispatcher, [tcfg], timeout_s, lambda _t, r: results.append(r))
+    finally:
+        if own:
+            dispatcher.shutdown()
+    (result,) = results
+    ps = _platform_study(old)
+    if record:
+        count = sum(r["fidelity"] == REPRODUCE and r["study"] == old["study"]
+                    and r["trial"] == old["trial"] for r in driver.records.rows)
+        new = driver.record(ps, tcfg, result, REPRODUCE, subdir=str(count + 1))
+    else:  # the same row, computed but not stored
+        new = {"state": "complete" if result.ok and result.valid else "failed",
+               "valid": result.valid, "latency_ms": result.latency_ms,
+               "p90_latency_ms": result.p90_latency_ms, "qps": result.qps,
+               "accuracy": result.accuracy, "node": result.node,
+               "duration_s": result.duration_s, "cause": result.cause}
+    out(side_by_side(old, new))
+    if new.get("cause"):
+        out(f"cause: {new['cause']}")
+    return old, new
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tuner", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("promote", help="re-measure front trials as compliant MLPerf runs")
+    p.add_argument("run_dir")
+    p.add_argument("trials", nargs="*", metavar="TRIAL",
+                   help="N or STUDY:N (default: every study's Pareto front)")
+    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS,
+                   help="measure exactly these (default: by the platform's MLPerf category)")
+    p.add_argument("--min-duration-ms", type=int, default=None,
+                   help=f"TEST ONLY: shorter runs, recorded as {REDUCED!r} "
+                        f"(also env {ENV_MIN_DURATION})")
+    p.add_argument("--timeout-s", type=float, default=None, help="per measurement")
+    r = sub.add_parser("reproduce", help="re-measure one record's exact configuration")
+    r.add_argument("run_dir")
+    r.add_argument("trial", metavar="TRIAL", help="N or STUDY:N")
+    r.add_argument("--fidelity", default=None,
+                   help="which record of the trial (default: compliant, else short)")
+    r.add_argument("--no-record", action="store_true", help="print only; keep trials.parquet")
+    r.add_argument("--timeout-s", type=float, default=None)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "promote":
+            rows = promote(args.run_dir, args.trials, args.scenarios, args.min_duration_ms,
+                           timeout_s=args.timeout_s)
+            return 0 if rows and all(r["valid"] for r in rows) else 1
+        _, new = reproduce(args.run_dir, args.trial, args.fidelity, not args.no_record,
+                           timeout_s=args.timeout_s)
+        return 0 if new.get("valid") else 1
+    except (FileNotFoundError, ValueError, DispatchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
