@@ -216,20 +216,24 @@ def print_fronts(rows: list[dict[str, Any]], console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    # Piped or logged output gets room for the whole row instead of rich's 80 columns.
+    console = console or Console(width=None if Console().is_terminal else 160)
     for name, best in fronts(rows).items():
         if not best:
             console.print(f"[bold]{name}[/]: no feasible trial yet")
             continue
         speed = best[0]["objective"]
         table = Table(title=f"Pareto front: {name} ({len(best)} configurations)")
-        for col in ("trial", "backend", "model", speed, "accuracy", "knobs"):
-            table.add_column(col)
+        for col in ("trial", "backend", "model", speed, "accuracy"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("knobs", overflow="fold")
         for r in best:
-            knobs = {k: v for k, v in json.loads(r["params"] or "{}").items()
-                     if k not in ("width", "resolution", "precision", "backend")}
+            # "onnxruntime.intra_op_threads" -> "intra_op_threads": the backend has a column
+            knobs = " ".join(f"{k.split('.', 1)[-1]}={v}"
+                             for k, v in json.loads(r["params"] or "{}").items()
+                             if k not in ("width", "resolution", "precision", "backend"))
             table.add_row(str(r["trial"]), r["backend"], r["model"], f"{r[speed]:.4g}",
-                          f"{r['accuracy']:.4f}", json.dumps(knobs))
+                          f"{r['accuracy']:.4f}", knobs)
         console.print(table)
 
 

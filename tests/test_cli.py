@@ -7,7 +7,8 @@ import sys
 
 import pyarrow.parquet as pq
 
-SMALL = ["space.model.width.choices=[0.25]", "space.model.resolution.choices=[32,48]",
+SMALL = ["space.backends=[onnxruntime]", "study.accuracy_floor=0.5",
+         "space.model.width.choices=[0.25]", "space.model.resolution.choices=[32,48]",
          "fidelity.min_duration_ms=300", "fidelity.accuracy_sample_count=100",
          "backends.onnxruntime.knobs.intra_op_threads.high=1",
          "backends.onnxruntime.knobs.execution_mode.choices=[sequential]",

@@ -8,6 +8,8 @@ that looks like a one-node fleet; ``cluster=ray`` joins a cluster of node agents
 from __future__ import annotations
 
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from tuner.trial import TrialConfig, TrialResult
 
@@ -40,9 +42,49 @@ class NodeInfo:
 
 
 def _measure_task(cfg: TrialConfig, timeout_s: float | None) -> TrialResult:
+    import ray
+
     from tuner.isolation import run_isolated
 
-    return run_isolated(cfg, timeout_s)
+    result = run_isolated(cfg, timeout_s)
+    # Which Ray node measured it: the hostname alone does not say (several node agents
+    # may share a host), the node id and its labels (platform, tuner.node agent id) do.
+    ctx = ray.get_runtime_context()
+    result.system = {**result.system, "ray_node_id": ctx.get_node_id(),
+                     "ray_node_labels": dict(ctx.get_node_labels())}
+    return result
+
+
+def _driver_auth(address: str | None) -> str | None:
+    """Set this process's Ray auth environment for joining ``address``.
+
+    On the machine where the node agent started the head, its record holds the token
+    (``prepare_driver``). Elsewhere (a driver on a worker node) the token comes from
+    ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH``/``~/.ray/auth_token``, and the mode must be
+    set explicitly: ``ray.init(address=...)`` never turns token auth on by itself."""
+    from pathlib import Path
+
+    from tuner import node
+
+    try:
+        return node.prepare_driver(address)
+    except RuntimeError:
+        pass  # no head of this agent here
+    if not os.environ.get(node.AUTH_MODE_ENV):
+        if not (os.environ.get(node.TOKEN_ENV) or os.environ.get(node.TOKEN_PATH_ENV)
+                or (Path.home() / ".ray" / "auth_token").is_file()):
+            raise DispatchError(
+                f"no auth token for the cluster at {address}: no head started by the node "
+                f"agent here ({node.state_dir(create=False)}); set {node.TOKEN_PATH_ENV} to "
+                f"the cluster's token file (or {node.AUTH_MODE_ENV}=disabled for a --no-auth "
+                "cluster)")
+        os.environ[node.AUTH_MODE_ENV] = "token"
+    if "ray._raylet" in sys.modules:  # ray caches the auth mode and token at import
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    return address
 
 
 class RayDispatcher:
@@ -64,11 +106,7 @@ class RayDispatcher:
                      configure_logging=False)
             self.started_local = True
         else:
-            from tuner.node import prepare_driver
-
-            # The node agent's head holds the cluster's auth token; this sets the driver's
-            # auth environment from it (or from RAY_AUTH_TOKEN / ~/.ray/auth_token).
-            address = prepare_driver(address)
+            address = _driver_auth(address)
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         self._remote = ray.remote(max_retries=0)(_measure_task)
 
@@ -136,7 +174,9 @@ class RayDispatcher:
             return ray.get(ref)
         except (ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
                 ray.exceptions.LocalRayletDiedError, ray.exceptions.ObjectLostError) as exc:
-            return f"node lost: {type(exc).__name__}"
+            # NodeDiedError's text names the node ("... node ID: <hex>. This can happen...")
+            node = re.search(r"node ID: ([0-9a-f]+)", str(exc))
+            return f"node lost: {type(exc).__name__}" + (f" (node {node[1]})" if node else "")
         except ray.exceptions.TaskCancelledError:
             return "timeout: cancelled by the driver"
         except ray.exceptions.RayError as exc:

@@ -32,6 +32,13 @@ THROUGHPUT_SCENARIOS = ("Offline", "Server")
 # Objective values told for a trial with no measurement: worse than any real one, so the
 # sampler learns the region is bad (a FAIL state would be ignored and proposed again).
 PENALTY = {"latency_ms": 1e9, "qps": 0.0}
+# How often the driver asks the cluster which nodes are alive while trials are in flight.
+LIVENESS_PERIOD_S = 2.0
+# Ray may fail a task with NodeDiedError ~1 s after its node crashed, before the GCS
+# health checks mark the node dead (~15 s with Ray's defaults). Until the cluster's node
+# list agrees, the platform gets no new trial (it would be sent to the dead node and wait
+# there); if the node is still listed alive after this long, the platform resumes.
+NODE_LOSS_HOLD_S = 45.0
 
 
 def speed_objective(scenario: str) -> str:
@@ -48,10 +55,14 @@ class PlatformStudy:
     finished: int = 0
     inflight: dict[Any, tuple[optuna.trial.Trial, TrialConfig, float]] = field(default_factory=dict)
     best: str = ""
+    hold_until: float = 0.0  # time.monotonic(): no new trial before (a node was lost)
 
     @property
     def wants_more(self) -> bool:
         return self.finished + len(self.inflight) < self.target
+
+    def held(self, now: float) -> bool:
+        return now < self.hold_until
 
 
 class Driver:
@@ -73,6 +84,7 @@ class Driver:
         self.dispatcher = dispatcher
         self.console = console
         self.studies: list[PlatformStudy] = []
+        self._next_liveness = 0.0
 
     # --- setup ---------------------------------------------------------------------
     def _fixed_floor(self) -> float | None:
@@ -158,18 +170,24 @@ class Driver:
                      for ps in self.studies}
             while True:
                 asking = deadline is None or time.time() < deadline
+                now = time.monotonic()
                 for ps in self.studies:
-                    while asking and ps.wants_more and len(ps.inflight) < ps.devices:
+                    while (asking and ps.wants_more and len(ps.inflight) < ps.devices
+                           and not ps.held(now)):
                         self._submit(ps)
                 refs = [ref for ps in self.studies for ref in ps.inflight]
-                if not refs:
+                waiting = asking and any(ps.held(now) and ps.wants_more for ps in self.studies)
+                if not refs and not waiting:
                     break
+                if not refs:
+                    time.sleep(1.0)  # only held platforms left: wait for the cluster's view
                 for ref in self.dispatcher.wait(refs, timeout_s=1.0):
                     ps = next(p for p in self.studies if ref in p.inflight)
                     self._finish(ps, ref, self.dispatcher.result(ref))
                     progress.update(tasks[ps.name], completed=ps.finished,
                                     description=f"{ps.name} {ps.best}")
                 self._expire_overdue()
+                self._check_liveness()
 
     def _submit(self, ps: PlatformStudy) -> None:
         trial = ps.study.ask()
@@ -204,6 +222,34 @@ class Driver:
                     self.dispatcher.cancel(ref)
                     self._finish(ps, ref, f"timeout: no answer from the node after {limit:.0f} s")
 
+    def _check_liveness(self) -> None:
+        """Follow the cluster's node list: recount held platforms, and fail the in-flight
+        trials of a platform that has no alive node left.
+
+        Ray fails a task whose node crashed (NodeDiedError), but a task on a node that hangs
+        or drops off the network (its processes alive, its connections open) never resolves:
+        the cluster marks the node dead once its health checks fail, yet the task would wait
+        for the trial timeout. A task still pending for a platform whose last node died
+        would wait forever."""
+        now = time.monotonic()
+        if now < self._next_liveness or not any(ps.inflight or ps.hold_until
+                                                for ps in self.studies):
+            return
+        self._next_liveness = now + LIVENESS_PERIOD_S
+        alive = self.dispatcher.platforms()
+        for ps in self.studies:
+            if ps.hold_until and not self._recount_devices(ps, alive) and not ps.held(now):
+                ps.hold_until = 0.0  # still listed alive after the hold: it did not die
+            if not ps.inflight or alive.get(ps.platform):
+                continue
+            for ref in list(ps.inflight):
+                try:
+                    self.dispatcher.cancel(ref)
+                except Exception:  # noqa: BLE001 - the node is gone; nothing left to cancel
+                    pass
+                self._finish(ps, ref, f"node lost: no alive node of platform {ps.platform!r} "
+                                      "left (the cluster marked it dead)")
+
     def _finish(self, ps: PlatformStudy, ref, result: TrialResult | str) -> None:
         trial, tcfg, started = ps.inflight.pop(ref)
         if isinstance(result, str):  # the task itself was lost (node died, cancelled)
@@ -213,17 +259,24 @@ class Driver:
         self._tell(ps, trial, row)
         ps.finished += 1
         self._update_best(ps)
-        if (result.cause or "").startswith("node lost"):
-            self._recount_devices(ps)
+        if (result.cause or "").startswith("node lost") and ps.devices:
+            if not self._recount_devices(ps):
+                # Ray reported the loss before the cluster's node list shows it
+                ps.hold_until = time.monotonic() + NODE_LOSS_HOLD_S
 
-    def _recount_devices(self, ps: PlatformStudy) -> None:
+    def _recount_devices(self, ps: PlatformStudy,
+                         alive: dict[str, list] | None = None) -> bool:
         """After a node is lost, trust only the devices still alive (a task asking for a
-        platform with no node left would wait forever)."""
-        alive = self.dispatcher.platforms().get(ps.platform, [])
-        ps.devices = sum(n.devices for n in alive)
-        if ps.devices == 0:
+        platform with no node left would wait forever). True if the count dropped."""
+        alive = self.dispatcher.platforms() if alive is None else alive
+        devices = sum(n.devices for n in alive.get(ps.platform, []))
+        if devices >= ps.devices:
+            return False
+        ps.devices, ps.hold_until = devices, 0.0
+        if devices == 0:
             ps.target = ps.finished + len(ps.inflight)
             ps.best += f" (stopped: no {ps.platform} node left)"
+        return True
 
     # --- outcome -------------------------------------------------------------------
     def record(self, ps: PlatformStudy, tcfg: TrialConfig, result: TrialResult,

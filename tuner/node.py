@@ -315,7 +315,8 @@ def build_start_command(*, head: bool, address: str | None, facts: platforms.Nod
                         agent_id: str, ports: dict[str, int], worker_range: tuple[int, int],
                         temp_dir: str, num_cpus: int | None, num_gpus: int | None,
                         node_ip: str | None, object_store_memory: int | None,
-                        dashboard: bool) -> tuple[list[str], dict[str, str], dict[str, float]]:
+                        dashboard: bool, autoscaling_config: str | None = None
+                        ) -> tuple[list[str], dict[str, str], dict[str, float]]:
     labels = {"platform": facts.platform, "arch": facts.arch, "tuner.node": agent_id}
     resources: dict[str, float] = {f"dut_{facts.platform}": 1, f"platform_{facts.platform}": 1}
     resources.update({f"runtime_{name}": 1 for name, why in facts.runtimes.items()
@@ -333,6 +334,8 @@ def build_start_command(*, head: bool, address: str | None, facts: platforms.Nod
                 f"--dashboard-port={ports['dashboard']}"]
         if "client_server" in ports:
             cmd.append(f"--ray-client-server-port={ports['client_server']}")
+        if autoscaling_config:  # `ray up` passes ~/ray_bootstrap_config.yaml to the head
+            cmd.append(f"--autoscaling-config={autoscaling_config}")
     else:
         cmd.append(f"--address={address}")
         if node_ip:
@@ -440,7 +443,8 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         head=args.head, address=address, facts=facts, agent_id=agent_id, ports=ports,
         worker_range=worker_range, temp_dir=temp_dir, num_cpus=args.num_cpus,
         num_gpus=args.num_gpus, node_ip=args.node_ip_address,
-        object_store_memory=args.object_store_memory, dashboard=args.dashboard)
+        object_store_memory=args.object_store_memory, dashboard=args.dashboard,
+        autoscaling_config=getattr(args, "autoscaling_config", None))
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
     _apply_env(auth_env(auth), env)
@@ -574,6 +578,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--num-cpus", type=int)
     s.add_argument("--num-gpus", type=int)
     s.add_argument("--temp-dir", help="Ray temp dir of this node (default /tmp/tuner/<id>)")
+    s.add_argument("--autoscaling-config",
+                   help="(head) Ray autoscaler config; `ray up` passes ~/ray_bootstrap_config.yaml")
     s.add_argument("--node-ip-address", help="default for a head: 127.0.0.1")
     s.add_argument("--object-store-memory", type=int, help="bytes")
     s.add_argument("--worker-ports", type=int, default=64, help="size of the worker port range")
