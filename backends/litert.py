@@ -11,7 +11,6 @@ Knobs:
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -112,12 +111,9 @@ def _edgetpu_delegate():
 
 
 def _edgetpu_model(model_path: str) -> str:
-    path = Path(model_path)
-    if path.name.endswith("_edgetpu.tflite"):
-        return model_path
-    compiled = path.with_name(path.stem + "_edgetpu.tflite")
-    if not compiled.exists():
-        raise BackendUnavailable(
-            f"edgetpu=True needs an edgetpu_compiler model; {compiled.name} is not next to "
-            f"{path.name} (run `edgetpu_compiler -o {path.parent} {path}`)")
-    return str(compiled)
+    from tuner.workloads.tflite_export import edgetpu_compiled
+
+    try:
+        return str(edgetpu_compiled(model_path))
+    except FileNotFoundError as exc:
+        raise BackendUnavailable(f"edgetpu=True needs an edgetpu_compiler model: {exc}") from exc

@@ -32,3 +32,23 @@ def measure_fresh():
         with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
             return pool.apply(_measure, (cfg,))
     return run
+
+
+AUTH_KEYS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def restore_ray_auth(saved: dict[str, str | None]) -> None:
+    """Disconnect and put back the auth environment a cluster test changed; Ray caches the
+    auth mode and token at import, so refresh those too for later tests in this process."""
+    import ray
+
+    ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()

@@ -23,13 +23,14 @@ from typing import Any, Iterator
 import optuna
 import pyarrow.parquet as pq
 import pytest
+
+from tests.conftest import AUTH_KEYS, restore_ray_auth
 from hydra import compose, initialize_config_dir
 
 from tuner import node
 from tuner.config import register
 
 ROOT = Path(__file__).resolve().parents[1]
-AUTH_KEYS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 HEAD, WORKERS = "milan", ("rpi4", "jetson-nano")
 # The GCS (on the head) marks a silent node dead after failure_threshold health checks
 # that each wait timeout_ms, period_ms apart: ~12 s here instead of Ray's ~65 s default,
@@ -122,18 +123,7 @@ def driver_env(fleet: dict[str, Any], monkeypatch) -> Iterator[None]:
     try:
         yield
     finally:
-        import ray
-
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
+        restore_ray_auth(saved)
 
 
 def fleet_config(fleet, run_dir, cache_dir, *overrides: str):

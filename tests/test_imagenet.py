@@ -5,7 +5,6 @@ The fixture (JPEGs named ``ILSVRC2012_val_0000000k.JPEG`` plus ``val_map.txt``) 
 """
 from __future__ import annotations
 
-import math
 import shutil
 from pathlib import Path
 

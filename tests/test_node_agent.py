@@ -17,11 +17,12 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests.conftest import AUTH_KEYS, restore_ray_auth
+
 from tuner import node
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAD_PLATFORM, WORKER_PLATFORM = "milan", "rpi4-coral"
-AUTH_KEYS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -127,17 +128,7 @@ def test_head_and_worker_label_dispatch_and_stop(fleet: dict[str, Any]) -> None:
                                 resources={f"dut_{platform}": 1}).remote()
             assert ray.get(ref, timeout=60) == rec["node_id"]
     finally:
-        ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        # ray caches the auth mode and token: leave later tests in this process unaffected
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
+        restore_ray_auth(saved)
     t_driver = time.monotonic() - t0 - t_head - t_worker
 
     # stop: exactly the recorded processes and what they spawned, nothing else

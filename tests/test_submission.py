@@ -18,9 +18,8 @@ from omegaconf import OmegaConf
 from experiments import check as checks
 from experiments import submission
 from experiments.records import Records, read
-from tests.test_study import PLATFORM, config
+from tests.test_study import PLATFORM, config, dispatcher  # noqa: F401 (fixture)
 from tuner import promote
-from tuner.dispatch import RayDispatcher
 from tuner.driver import Driver
 from tuner.loadgen_logs import DETAIL, PREFIX
 from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY
@@ -29,14 +28,6 @@ TEST_MS = 300  # the documented test setting (--min-duration-ms / TUNER_TEST_MIN
 ORG = "TunerTest"
 
 
-@pytest.fixture(scope="module")
-def dispatcher():
-    import backends
-
-    ready = [n for n, why in backends.availability().items() if why is None]
-    d = RayDispatcher("local", platform=PLATFORM, num_cpus=2, runtimes=ready)
-    yield d
-    d.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ quantization (QDQ, per-channel weights) calibrated on training images, never hel
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -105,12 +104,7 @@ class DigitsWorkload(Workload):
         path = self._cached(variant, ".tflite", build, tflite_export.TFLITE_BUILDER_VERSION)
         if not edgetpu:
             return path
-        compiled = path.with_name(path.stem + "_edgetpu.tflite")
-        if not compiled.exists():
-            raise FileNotFoundError(
-                f"no Edge TPU model for {variant.name}: compile it with "
-                f"`edgetpu_compiler -o {path.parent} {path}` (makes {compiled.name})")
-        return compiled
+        return tflite_export.edgetpu_compiled(path)
 
     def folded_weights(self, width: float, resolution: int) -> dict[str, np.ndarray]:
         """Shared conv weights with this resolution's batch norm folded in (fp32)."""
