@@ -15,6 +15,7 @@ _REGISTRY: dict[str, str] = {
     "onnxruntime": "backends.onnxruntime:OnnxRuntimeBackend",
     "litert": "backends.litert:LiteRTBackend",
     "tvm": "backends.tvm:TVMBackend",
+    "tensorrt": "backends.tensorrt:TensorRTBackend",
 }
 
 

@@ -56,13 +56,20 @@ class OnnxRuntimeBackend(Backend):
         # Spinning workers cut wake-up latency on an idle device but steal the core from
         # everything else on a busy one (measured: 2 spinning threads went 12 -> 70 ms
         # on a loaded 2-core host).
-        spin = self.options.get("allow_spinning", True)
+        spin = self.option_bool("allow_spinning", True)
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-        self.session = ort.InferenceSession(self.model_path, opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(self.model_path, opts, providers=self.providers())
+        self._check_session()
         inp = self.session.get_inputs()[0]
         self._input_name = inp.name
         self.input_shape = tuple(inp.shape)
+
+    def providers(self) -> list:
+        """Execution providers in priority order (subclasses put an accelerator first)."""
+        return ["CPUExecutionProvider"]
+
+    def _check_session(self) -> None:
+        """Hook: refuse a session that silently fell back to another provider."""
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self._input_name: batch})[0]
