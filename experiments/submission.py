@@ -44,6 +44,7 @@ from experiments.check import (CHECKER_ALIASES, DATASET_SIZE, DRAFT_MARK, INFERA
                                parse_accuracy_txt, run_problems)
 from experiments.records import read
 from tuner.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
+from tuner.oracle import MULTISTREAM_SAMPLES_PER_QUERY
 
 COMPLIANT = "compliant"
 PROMOTED = ("compliant", "compliant-reduced")
@@ -439,13 +440,13 @@ def headline(perf: DetailLog, scenario: str) -> tuple[float | None, str | None]:
         return (None if value is None else float(value) / scale), None
     if (measured, scenario) == ("SingleStream", "MultiStream"):
         value = perf.get("early_stopping_latency_ms")
-        return (None if value is None else float(value) * 8 / 1e6), measured
+        return (None if value is None else float(value) * MULTISTREAM_SAMPLES_PER_QUERY / 1e6), measured
     if (measured, scenario) == ("SingleStream", "Offline"):
         value = perf.get("result_qps_without_loadgen_overhead")
         return (None if value is None else float(value)), measured
     if (measured, scenario) == ("MultiStream", "Offline"):
         mean = perf.get("result_mean_query_latency_ns")
-        spq = perf.get("effective_samples_per_query") or 8
+        spq = perf.get("effective_samples_per_query") or MULTISTREAM_SAMPLES_PER_QUERY
         return (None if not mean else float(spq) * 1e3 / (float(mean) / 1e6)), measured
     return None, measured
 

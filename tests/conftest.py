@@ -38,9 +38,11 @@ AUTH_KEYS = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_P
 
 
 def restore_ray_auth(saved: dict[str, str | None]) -> None:
-    """Disconnect and put back the auth environment a cluster test changed; Ray caches the
-    auth mode and token at import, so refresh those too for later tests in this process."""
+    """Disconnect and put back the auth environment a cluster test changed, for later
+    tests in this process."""
     import ray
+
+    from tuner.node import refresh_ray_auth_cache
 
     ray.shutdown()
     for key, value in saved.items():
@@ -48,7 +50,4 @@ def restore_ray_auth(saved: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    refresh_ray_auth_cache()

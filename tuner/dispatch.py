@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from tuner.trial import TrialConfig, TrialResult
 
@@ -79,11 +78,7 @@ def _driver_auth(address: str | None) -> str | None:
                 f"the cluster's token file (or {node.AUTH_MODE_ENV}=disabled for a --no-auth "
                 "cluster)")
         os.environ[node.AUTH_MODE_ENV] = "token"
-    if "ray._raylet" in sys.modules:  # ray caches the auth mode and token at import
-        from ray._raylet import AuthenticationTokenLoader, Config
-
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
+    node.refresh_ray_auth_cache()
     return address
 
 

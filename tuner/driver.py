@@ -253,8 +253,7 @@ class Driver:
     def _finish(self, ps: PlatformStudy, ref, result: TrialResult | str) -> None:
         trial, tcfg, started = ps.inflight.pop(ref)
         if isinstance(result, str):  # the task itself was lost (node died, cancelled)
-            result = TrialResult(ok=False, cause=result, platform=ps.platform,
-                                 started_at=started, duration_s=time.time() - started)
+            result = TrialResult.lost(result, ps.platform, started)
         row = self.record(ps, tcfg, result)
         self._tell(ps, trial, row)
         ps.finished += 1

@@ -62,5 +62,4 @@ def run_isolated(cfg: TrialConfig, timeout_s: float | None = None) -> TrialResul
         cause = f"crashed: killed by {signal.Signals(-proc.exitcode).name}"
     else:
         cause = f"crashed: exit code {proc.exitcode}"
-    return TrialResult(ok=False, cause=cause, platform=cfg.platform, started_at=started,
-                       duration_s=elapsed)
+    return TrialResult.lost(cause, cfg.platform, started)

@@ -283,17 +283,21 @@ def driver_env(address: str | None = None, directory: Path | None = None) -> dic
     return {"RAY_ADDRESS": head["address"], **auth_env(head["auth"])}
 
 
-def prepare_driver(address: str | None = None, directory: Path | None = None) -> str:
-    """Set this process's auth env for ``ray.init(address=...)``; returns the address."""
-    env = driver_env(address, directory)
-    _apply_env(env, os.environ)  # type: ignore[arg-type]
+def refresh_ray_auth_cache() -> None:
+    """Ray caches RayConfig (auth mode) and the token at import: after changing the auth
+    environment, refresh both as ray's own _enable_token_auth does."""
     if "ray._raylet" in sys.modules:
-        # ray caches RayConfig (auth mode) and the token at import; refresh both as
-        # ray's own _enable_token_auth does
         from ray._raylet import AuthenticationTokenLoader, Config
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()
+
+
+def prepare_driver(address: str | None = None, directory: Path | None = None) -> str:
+    """Set this process's auth env for ``ray.init(address=...)``; returns the address."""
+    env = driver_env(address, directory)
+    _apply_env(env, os.environ)  # type: ignore[arg-type]
+    refresh_ray_auth_cache()
     return env["RAY_ADDRESS"]
 
 

@@ -65,7 +65,6 @@ MEASURED = {"edge": ("SingleStream",), "datacenter": ("Offline", "Server")}
 INFERRED = {"edge": ("MultiStream", "Offline"), "datacenter": ()}
 SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
 INFERRED_FROM = {"MultiStream": ("SingleStream",), "Offline": ("MultiStream", "SingleStream")}
-MULTISTREAM_SAMPLES = 8  # samples per query the checker assumes when inferring MultiStream
 
 Print = Callable[[str], None]
 
@@ -167,10 +166,9 @@ def scenarios_for(kind: str, asked: list[str] | None) -> tuple[list[str], list[s
 def inferred_figures(log) -> dict[str, float | None]:
     """MultiStream (ms) and Offline (samples/s) as the checker infers them from a
     SingleStream detail log (performance_check.get_inferred_result)."""
-    ms = log.get("early_stopping_latency_ms")
-    qps = log.get("result_qps_without_loadgen_overhead")
-    return {"MultiStream": None if ms is None else float(ms) * MULTISTREAM_SAMPLES / 1e6,
-            "Offline": None if qps is None else float(qps)}
+    from experiments.submission import headline
+
+    return {scenario: headline(log, scenario)[0] for scenario in ("MultiStream", "Offline")}
 
 
 # --------------------------------------------------------------------------- measuring
@@ -253,8 +251,7 @@ def measure_all(dispatcher: RayDispatcher, jobs: list[TrialConfig], timeout_s: f
 def _as_result(result: TrialResult | str, tcfg: TrialConfig, started: float) -> TrialResult:
     if isinstance(result, TrialResult):
         return result
-    return TrialResult(ok=False, cause=result, platform=tcfg.platform, started_at=started,
-                       duration_s=time.time() - started)
+    return TrialResult.lost(result, tcfg.platform, started)
 
 
 def _dispatch(cfg: DictConfig, dispatcher: RayDispatcher | None,

@@ -74,3 +74,11 @@ class TrialResult:
     system: dict[str, Any] = field(default_factory=dict)  # node facts + runtime versions
     settings: dict[str, Any] = field(default_factory=dict)  # calibrated LoadGen settings
     logs: dict[str, str] = field(default_factory=dict)  # relative path -> file text
+
+    @classmethod
+    def lost(cls, cause: str, platform: str, started_at: float) -> "TrialResult":
+        """No result came back (crash, timeout, node lost): only the cause is known."""
+        import time
+
+        return cls(ok=False, cause=cause, platform=platform, started_at=started_at,
+                   duration_s=time.time() - started_at)
