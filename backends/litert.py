@@ -11,6 +11,7 @@ Knobs:
 """
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 
@@ -111,9 +112,21 @@ def _edgetpu_delegate():
 
 
 def _edgetpu_model(model_path: str) -> str:
-    from tuner.workloads.tflite_export import edgetpu_compiled
-
     try:
         return str(edgetpu_compiled(model_path))
     except FileNotFoundError as exc:
         raise BackendUnavailable(f"edgetpu=True needs an edgetpu_compiler model: {exc}") from exc
+
+
+def edgetpu_compiled(path: str | Path) -> Path:
+    """The ``edgetpu_compiler`` output for a .tflite file: it sits next to it, named
+    ``<stem>_edgetpu.tflite`` (the compiler needs Google's toolchain; users run it)."""
+    path = Path(path)
+    if path.name.endswith("_edgetpu.tflite"):
+        return path
+    compiled = path.with_name(path.stem + "_edgetpu.tflite")
+    if not compiled.exists():
+        raise FileNotFoundError(
+            f"no Edge TPU model {compiled.name} next to {path.name}: compile it with "
+            f"`edgetpu_compiler -o {path.parent} {path}`")
+    return compiled

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backends.base import BackendUnavailable
 from backends.onnxruntime import OnnxRuntimeBackend
-from tuner.workloads.base import default_cache_dir
+from backends.cache import default_cache_dir
 
 
 class TensorRTBackend(OnnxRuntimeBackend):

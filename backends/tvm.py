@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from backends.base import Backend, BackendUnavailable
-from tuner.workloads.base import cache_lock, content_hash, default_cache_dir
+from backends.cache import cache_lock, content_hash, default_cache_dir
 
 log = logging.getLogger(__name__)
 

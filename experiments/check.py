@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
+from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
 from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS, VALID_STATUS
 
 # The seeds compiled into LoadGen 6.0.x (what FromConfig gives; read from the

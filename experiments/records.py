@@ -19,7 +19,7 @@ SCHEMA = pa.schema([
     ("study", pa.string()),
     ("trial", pa.int64()),
     ("state", pa.string()),  # complete | infeasible | failed
-    ("fidelity", pa.string()),  # short | compliant
+    ("fidelity", pa.string()),  # short | compliant | ... | published | replay (experiments.mlperf)
     ("platform", pa.string()),
     ("node", pa.string()),
     ("backend", pa.string()),
@@ -39,6 +39,7 @@ SCHEMA = pa.schema([
     ("log_dir", pa.string()),  # relative to the run directory
     ("config", pa.string()),  # JSON: the TrialConfig, enough to re-run it
     ("system", pa.string()),  # JSON: node facts and runtime versions
+    ("source", pa.string()),  # published/replay: where the figures came from; else null
 ])
 
 

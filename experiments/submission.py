@@ -43,7 +43,7 @@ from experiments.check import (CHECKER_ALIASES, DATASET_SIZE, DRAFT_MARK, INFERA
                                KNOWN_BENCHMARKS, MANIFEST, SCENARIO_NAMES, benchmark_of,
                                parse_accuracy_txt, run_problems)
 from experiments.records import read
-from tuner.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
+from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
 from tuner.oracle import MULTISTREAM_SAMPLES_PER_QUERY
 
 COMPLIANT = "compliant"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tuner import loadgen_logs
+from experiments import loadgen_logs
 from tuner.trial import Fidelity, TrialConfig
 from tuner.workloads.digits import DigitsWorkload
 

@@ -21,7 +21,7 @@ from experiments.records import Records, read
 from tests.test_study import PLATFORM, config, dispatcher  # noqa: F401 (fixture)
 from tuner import promote
 from tuner.driver import Driver
-from tuner.loadgen_logs import DETAIL, PREFIX
+from experiments.loadgen_logs import DETAIL, PREFIX
 from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY
 
 TEST_MS = 300  # the documented test setting (--min-duration-ms / TUNER_TEST_MIN_DURATION_MS)

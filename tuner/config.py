@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
+from experiments.mlperf import SCENARIO_NAMES
 
 
 @dataclass
@@ -145,8 +145,9 @@ def validate(cfg: DictConfig) -> None:
             _check_spec(f"backends.{name}.knobs.{key}", spec)
     for key, spec in cfg.scenario.knobs.items():
         _check_spec(f"scenario.knobs.{key}", spec)
-    if cfg.scenario.name not in SCENARIOS:
-        raise ConfigError(f"scenario.name: {cfg.scenario.name!r}; one of {', '.join(SCENARIOS)}")
+    if cfg.scenario.name not in SCENARIO_NAMES:
+        raise ConfigError(f"scenario.name: {cfg.scenario.name!r}; "
+                          f"one of {', '.join(SCENARIO_NAMES)}")
     if cfg.study.n_trials < 1:
         raise ConfigError(f"study.n_trials: must be >= 1, got {cfg.study.n_trials}")
     if cfg.study.sampler not in ("tpe", "nsga2", "random"):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 import backends
-from tuner import loadgen_logs
-from tuner.oracle import (MULTISTREAM_SAMPLES_PER_QUERY, LoadGenOracle, SystemUnderTest,
-                          calibrate, user_conf)
+from experiments import loadgen_logs
+from experiments.mlperf import scenario as scenario_facts
+from tuner.oracle import LoadGenOracle, SystemUnderTest, calibrate, user_conf
 from tuner.trial import TrialConfig, TrialResult
 from tuner.workloads import create as create_workload
 
@@ -63,7 +63,8 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult) -> None:
         backend.warmup(probe[:1])
         scenario = cfg.scenario
         batch_size = int(cfg.scenario_options.get("batch_size", 1))
-        per_query = {"MultiStream": MULTISTREAM_SAMPLES_PER_QUERY}.get(scenario, 1)
+        facts = scenario_facts(scenario)
+        per_query = facts.samples_per_query
         calib = calibrate(predict, probe, batch_size, per_query)
         conf = user_conf(workload.loadgen_model, scenario, cfg.fidelity, calib,
                          server_load=float(cfg.scenario_options.get("server_load", 0.5)),
@@ -73,10 +74,10 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult) -> None:
         oracle = LoadGenOracle(workload.loadgen_model, scenario, conf, work)
         result.settings = {"user_conf": conf, "calibrated_latency_ms": calib.latency_s * 1e3,
                            "calibrated_qps": calib.throughput, "batch_size": batch_size}
-        threaded = scenario in ("Offline", "Server")
         sut_args = dict(predict=predict, total_count=total,
                         load_samples=lambda idx: workload.load_samples(idx, variant),
-                        performance_count=total, batch_size=batch_size, threaded=threaded)
+                        performance_count=total, batch_size=batch_size,
+                        threaded=facts.threaded)
 
         with SystemUnderTest(**sut_args) as sut:
             perf_dir = oracle.run(sut, "performance", work / "performance")

@@ -25,16 +25,12 @@ from typing import Callable
 
 import numpy as np
 
+from experiments.mlperf import scenario as scenario_facts
 from tuner.trial import Fidelity
 
-SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
 # Margins on the calibrated figures (see the module docstring for why they point this way).
 LATENCY_MARGIN = 0.6
 THROUGHPUT_MARGIN = 1.5
-MULTISTREAM_SAMPLES_PER_QUERY = 8  # LoadGen's default for the image classification task
-# Queries LoadGen's early-stopping estimate needs (its log: "Need to process at least 662
-# queries"); a short run with fewer ends INVALID however fast the system is.
-EARLY_STOPPING_MIN_QUERIES = {"SingleStream": 64, "MultiStream": 662, "Server": 1024}
 
 Predict = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 -> (N,) int32 labels
 LoadSamples = Callable[[list[int]], np.ndarray]
@@ -68,6 +64,7 @@ def user_conf(model: str, scenario: str, fidelity: Fidelity, calib: Calibration,
               server_load: float = 0.5, server_latency_ms: float | None = None,
               performance_sample_count: int | None = None) -> str:
     """The user.conf lines for one run (times in ms, as LoadGen reads them)."""
+    facts = scenario_facts(scenario)  # raises on an unknown name
     lines = []
     key = f"{model}.{scenario}"
     if scenario in ("SingleStream", "MultiStream"):
@@ -78,14 +75,14 @@ def user_conf(model: str, scenario: str, fidelity: Fidelity, calib: Calibration,
         lines.append(f"{key}.target_qps = {max(calib.throughput * server_load, 1.0):.3f}")
         if server_latency_ms is not None:
             lines.append(f"{key}.target_latency = {server_latency_ms}")
-    else:
-        raise ValueError(f"unknown LoadGen scenario {scenario!r}; one of {SCENARIOS}")
     if fidelity.min_duration_ms is not None:
         lines.append(f"{key}.min_duration = {int(fidelity.min_duration_ms)}")
     if fidelity.max_duration_ms is not None:
         lines.append(f"{key}.max_duration = {int(fidelity.max_duration_ms)}")
     if fidelity.min_query_count is not None:
-        count = max(int(fidelity.min_query_count), EARLY_STOPPING_MIN_QUERIES.get(scenario, 0))
+        # A short run with fewer queries than early stopping needs ends INVALID however
+        # fast the system is (LoadGen: "Need to process at least 662 queries").
+        count = max(int(fidelity.min_query_count), facts.early_stopping_min_queries)
         lines.append(f"{key}.min_query_count = {count}")
     if performance_sample_count is not None:
         lines.append(f"{key}.performance_sample_count_override = {int(performance_sample_count)}")
@@ -191,8 +188,7 @@ class LoadGenOracle:
     def __init__(self, model: str, scenario: str, conf_text: str, work_dir: Path):
         import mlperf_loadgen as lg
 
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown LoadGen scenario {scenario!r}; one of {SCENARIOS}")
+        scenario_facts(scenario)  # raises on an unknown name
         self._lg = lg
         self.scenario = scenario
         self.work_dir = Path(work_dir)

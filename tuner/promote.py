@@ -328,7 +328,7 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
         if tcfg.scenario == "SingleStream" and result.ok:
             infer = inferred[(tcfg.study, tcfg.trial)]
             if infer:
-                from tuner import loadgen_logs
+                from experiments import loadgen_logs
 
                 figs = inferred_figures(loadgen_logs.parse_detail(
                     result.logs.get("performance/" + loadgen_logs.DETAIL, "")))

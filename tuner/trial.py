@@ -74,6 +74,10 @@ class TrialResult:
     system: dict[str, Any] = field(default_factory=dict)  # node facts + runtime versions
     settings: dict[str, Any] = field(default_factory=dict)  # calibrated LoadGen settings
     logs: dict[str, str] = field(default_factory=dict)  # relative path -> file text
+    # Set only when the figures were not measured on a device by this run: "replay"
+    # (answered from a table) or "simulated"; None means the config's own fidelity.
+    fidelity: str | None = None
+    source: str | None = None  # where replayed/imported figures came from (JSON or path)
 
     @classmethod
     def lost(cls, cause: str, platform: str, started_at: float) -> "TrialResult":

@@ -11,15 +11,15 @@ Lifecycle on a worker, per trial:
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+
+# The cache helpers live with the runtimes (the lower floor); re-exported for workloads.
+from backends.cache import atomic_write_bytes, cache_lock, content_hash, default_cache_dir  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -73,36 +73,3 @@ class Workload:
     def describe(self) -> dict[str, Any]:
         return {"workload": self.name, "classes": self.num_classes,
                 "samples": self.total_sample_count}
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("TUNER_CACHE_DIR", Path.home() / ".cache" / "tuner"))
-
-
-def content_hash(*parts: Any) -> str:
-    """A short stable key for a cached artifact: file contents by path, other parts by repr."""
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, Path):
-            h.update(part.read_bytes())
-        else:
-            h.update(repr(part).encode())
-    return h.hexdigest()[:16]
-
-
-@contextmanager
-def cache_lock(path: Path) -> Iterator[None]:
-    """Serialise builders of one artifact: several agents may share a machine and a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

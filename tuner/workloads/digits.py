@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.litert import edgetpu_compiled
 from tuner.workloads import digits_data
 from tuner.workloads.base import (Variant, Workload, atomic_write_bytes, cache_lock,
                                   content_hash)
@@ -104,7 +105,7 @@ class DigitsWorkload(Workload):
         path = self._cached(variant, ".tflite", build, tflite_export.TFLITE_BUILDER_VERSION)
         if not edgetpu:
             return path
-        return tflite_export.edgetpu_compiled(path)
+        return edgetpu_compiled(path)
 
     def folded_weights(self, width: float, resolution: int) -> dict[str, np.ndarray]:
         """Shared conv weights with this resolution's batch norm folded in (fp32)."""

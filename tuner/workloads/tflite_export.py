@@ -332,17 +332,3 @@ def build_int8_tflite(weights: dict[str, np.ndarray], width: float, resolution: 
     fp32 = build_tflite(weights, width, resolution, num_classes, in_channels)
     ranges = calibrate_ranges(fp32, calibration_nchw)
     return build_tflite(weights, width, resolution, num_classes, in_channels, ranges=ranges)
-
-
-def edgetpu_compiled(path: str | Path) -> Path:
-    """The ``edgetpu_compiler`` output for a .tflite file: it sits next to it, named
-    ``<stem>_edgetpu.tflite`` (the compiler needs Google's toolchain; users run it)."""
-    path = Path(path)
-    if path.name.endswith("_edgetpu.tflite"):
-        return path
-    compiled = path.with_name(path.stem + "_edgetpu.tflite")
-    if not compiled.exists():
-        raise FileNotFoundError(
-            f"no Edge TPU model {compiled.name} next to {path.name}: compile it with "
-            f"`edgetpu_compiler -o {path.parent} {path}`")
-    return compiled

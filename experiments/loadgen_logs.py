@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.mlperf import scenario as scenario_facts
+
 DETAIL = "mlperf_log_detail.txt"
 SUMMARY = "mlperf_log_summary.txt"
 ACCURACY = "mlperf_log_accuracy.json"
@@ -72,17 +74,6 @@ class PerformanceMetrics:
     errors: list[str]
 
 
-# The latency the MLPerf results table shows for each scenario.
-_HEADLINE_LATENCY = {
-    "SingleStream": "early_stopping_latency_ss",  # early-stopping p90 estimate
-    "MultiStream": "early_stopping_latency_ms",  # early-stopping p99 estimate per query
-    "Server": "result_99.00_percentile_latency_ns",
-    "Offline": "result_90.00_percentile_latency_ns",
-}
-_THROUGHPUT = {
-    "Offline": "result_samples_per_second",
-    "Server": "result_completed_samples_per_sec",
-}
 
 
 def _ms(value) -> float | None:
@@ -90,13 +81,12 @@ def _ms(value) -> float | None:
 
 
 def performance_metrics(log: DetailLog, scenario: str) -> PerformanceMetrics:
-    if scenario not in _HEADLINE_LATENCY:
-        raise ValueError(f"unknown LoadGen scenario {scenario!r}")
-    latency = log.get(_HEADLINE_LATENCY[scenario])
+    facts = scenario_facts(scenario)
+    latency = log.get(facts.latency_key)
     if latency is None:  # short runs may not reach early stopping's minimum query count
         latency = log.get("result_90.00_percentile_latency_ns")
-    if scenario in _THROUGHPUT:
-        qps = log.get(_THROUGHPUT[scenario])
+    if facts.throughput:
+        qps = log.get(facts.headline_key)
     else:
         per_query = log.get("effective_samples_per_query", 1) or 1
         qps_q = log.get("result_qps_with_loadgen_overhead")
