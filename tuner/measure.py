@@ -17,6 +17,7 @@ import numpy as np
 
 import backends
 from experiments import loadgen_logs
+from experiments.check import benchmark_of
 from experiments.mlperf import scenario as scenario_facts
 from tuner.oracle import LoadGenOracle, SystemUnderTest, calibrate, user_conf
 from tuner.trial import TrialConfig, TrialResult
@@ -46,19 +47,27 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult) -> None:
     workload = create_workload(cfg.workload, cache_dir=cfg.cache_dir)
     variant = workload.variant(**cfg.model)
     result.model_name = variant.name
+    benchmark = benchmark_of(workload.loadgen_model) or workload.loadgen_model
     backend_cls = backends.get(cfg.backend)
     model_path = workload.model_file(variant, backend_cls.model_format)
     backend = backends.load(cfg.backend, str(model_path), cfg.knobs, cfg.cache_dir)
     result.system = {"hostname": socket.gethostname(), "python": _platform.python_version(),
                      "runtime": cfg.backend, "runtime_version": backend_cls.version(),
-                     "model_file": model_path.name}
+                     "model_file": model_path.name,
+                     # what the packer needs, recorded here so packing never rebuilds a
+                     # workload: the variant's precision, the MLPerf benchmark, the
+                     # dataset size and the measurements.json facts
+                     "precision": variant.precision, "benchmark": benchmark,
+                     "dataset_size": int(workload.total_sample_count),
+                     "weights": workload.weights_description(variant, cfg.backend)}
     try:
         def predict(batch: np.ndarray) -> np.ndarray:
             return workload.postprocess(backend.predict(batch))
 
         total = workload.total_sample_count
-        if cfg.accuracy_sample_count:
-            total = min(total, int(cfg.accuracy_sample_count))
+        # fidelity.accuracy_sample_count shortens the accuracy run only: the performance
+        # run keeps the whole sample set LoadGen draws its queries from.
+        accuracy_total = min(total, int(cfg.accuracy_sample_count or total))
         probe = workload.load_samples(list(range(min(CALIBRATION_SAMPLES, total))), variant)
         backend.warmup(probe[:1])
         scenario = cfg.scenario
@@ -93,7 +102,8 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult) -> None:
 
         if cfg.run_accuracy:
             # Accuracy mode covers every sample of the QSL once; batching speeds it up.
-            sut_args.update(batch_size=max(batch_size, per_query), threaded=True)
+            sut_args.update(batch_size=max(batch_size, per_query), threaded=True,
+                            total_count=accuracy_total, performance_count=accuracy_total)
             with SystemUnderTest(**sut_args) as sut:
                 acc_dir = oracle.run(sut, "accuracy", work / "accuracy")
             _collect(acc_dir, "accuracy", result)

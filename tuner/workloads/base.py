@@ -70,6 +70,17 @@ class Workload:
         """(N, classes) model output -> (N,) int32 dataset labels."""
         return (np.argmax(logits, axis=1) + self.label_offset).astype(np.int32)
 
+    def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
+        """MLPerf measurements.json facts of a variant (what the weights are and what was
+        done to them), recorded with each trial so the packer never rebuilds a workload."""
+        steps = ["none (the supplied model file as is)"]
+        if variant.precision == "int8":
+            steps = ["the supplied int8 model file as is"]
+        return {"starting_weights_filename": Path(variant.params.get("path", "user-supplied model")).name,
+                "retraining": "no", "input_data_types": "fp32",
+                "weight_data_types": variant.precision,
+                "weight_transformations": "; ".join(steps)}
+
     def describe(self) -> dict[str, Any]:
         return {"workload": self.name, "classes": self.num_classes,
                 "samples": self.total_sample_count}

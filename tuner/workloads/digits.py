@@ -51,6 +51,23 @@ class DigitsWorkload(Workload):
         return Variant(f"mobilenet_v1_w{width}_r{int(resolution)}_{precision}", int(resolution),
                        precision, {"width": width})
 
+    def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
+        steps = ["fp16 stored convolution weights cast to fp32",
+                 "batch norm folded into the convolutions (per resolution)"]
+        if variant.precision == "int8":
+            # LiteRT's .tflite files are quantized by our own exporter, not by ORT.
+            steps.append("post-training full-integer int8 quantization by the project's "
+                         "TFLite exporter (int8 weights and activations, calibrated on "
+                         "training images)" if runtime == "litert" else
+                         "post-training static int8 quantization (ONNX Runtime QDQ, "
+                         "per-channel int8 weights, uint8 activations, calibrated on "
+                         "training images)")
+        return {"starting_weights_filename": self.weights_file(float(variant.params["width"])).name,
+                "retraining": "yes: MobileNet-v1 trained from scratch on the UCI digits "
+                              "(tuner/workloads/train_digits.py), not the MLPerf reference weights",
+                "input_data_types": "fp32", "weight_data_types": variant.precision,
+                "weight_transformations": "; ".join(steps)}
+
     def weights_file(self, width: float) -> Path:
         return ASSETS / f"mobilenet_v1_digits_w{width}.npz"
 
