@@ -188,7 +188,7 @@ LoadGen's figures (mlperf_log_detail.txt); accuracy is from LoadGen's accuracy l
 def _front_table(rows: list[dict[str, Any]], speed: str) -> str:
     head = ["trial", "backend", "model", speed, "accuracy", "node", "params"]
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in head) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in head) + "</tr>"
         for r in rows)
     return ("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + f"</tr>{body}</table>")
 
@@ -199,14 +199,15 @@ def _cause_table(rows: list[dict[str, Any]]) -> str:
 
 def _table(rows: list[dict[str, Any]], head: list[str]) -> str:
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in head) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in head) + "</tr>"
         for r in rows)
     return "<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + f"</tr>{body}</table>"
 
 
-def _fmt(value) -> str:
+def fmt(value, missing: str = "") -> str:
+    """A figure as the reports and the console print it."""
     if value is None:
-        return ""
+        return missing
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -251,5 +252,5 @@ def print_promoted(rows: list[dict[str, Any]], console=None) -> None:
         for col in PROMOTED_COLUMNS[:-2]:
             table.add_column(col)
         for r in again:
-            table.add_row(*[_fmt(r.get(c)) for c in PROMOTED_COLUMNS[:-2]])
+            table.add_row(*[fmt(r.get(c)) for c in PROMOTED_COLUMNS[:-2]])
         console.print(table)

@@ -36,7 +36,32 @@ class SpaceConfig:
     name: str = MISSING
     model: Dict[str, ParamSpec] = field(default_factory=dict)  # the workload's family dims
     backends: List[str] = field(default_factory=lambda: ["onnxruntime"])  # runtimes searched
-    params: Dict[str, ParamSpec] = field(default_factory=dict)  # any further dims
+
+
+@dataclass
+class DigitsWorkloadConfig:
+    """The default workload: MobileNet-v1 on scikit-learn's digits (nothing to set)."""
+
+    name: str = "digits"
+
+
+@dataclass
+class ImagenetWorkloadConfig:
+    """Bring-your-own ImageNet (conf/workload/imagenet.yaml documents each key)."""
+
+    name: str = "imagenet"
+    dataset_dir: str = MISSING
+    models: Any = MISSING  # variant -> ONNX file, or -> {fp32: file, int8: file}
+    profile: Any = None  # mobilenet | resnet50 | {variant: profile} | None: from the name
+    count: Optional[int] = None
+    reference_accuracy: Optional[float] = None
+    label_offset: Optional[int] = None
+    disk_cache: bool = True
+
+
+# One schema per workload, named <workload>_schema in the `workload` group; each
+# conf/workload/<name>.yaml extends its own, so a misspelt key fails at composition.
+WORKLOAD_SCHEMAS = {"digits": DigitsWorkloadConfig, "imagenet": ImagenetWorkloadConfig}
 
 
 @dataclass
@@ -79,19 +104,42 @@ class FidelityConfig:
 
 @dataclass
 class ClusterConfig:
-    mode: str = "local"  # local: a private Ray instance on 127.0.0.1 | ray: join address
+    # local: a private Ray instance on 127.0.0.1 | ray: join `address` | replay: answer
+    # every trial from the records in `table` (no device; rows marked fidelity replay)
+    mode: str = "local"
     address: Optional[str] = None
+    table: Optional[str] = None  # replay: a run dir or trials.parquet of earlier/imported records
     platforms: List[str] = field(default_factory=list)  # [] = every platform present
     num_cpus: Optional[int] = None  # local mode: CPUs Ray may use (default: all)
+    # A requested runtime a platform lacks is reported and skipped; true: stop instead.
+    require_all_runtimes: bool = False
+
+
+@dataclass
+class PromotionConfig:
+    """``python -m tuner promote`` reads these from the run's saved config."""
+
+    # TEST ONLY: shorter promotion runs (recorded as compliant-reduced, packed only with
+    # --draft); None keeps LoadGen's own rules (600 s).
+    min_duration_ms: Optional[int] = None
 
 
 @dataclass
 class PlatformConfig:
+    """A platform's own settings (conf/platform/<name>.yaml); each platform of a fleet
+    composes its study from them and from its nodes' facts (tuner/plan.py)."""
+
     name: str = "auto"  # auto: detect this machine
-    tvm_target: Any = None
-    threads: int = 0  # default thread count; 0 = the node's core count
-    runtimes: List[str] = field(default_factory=list)
+    tvm_target: Any = None  # passed to TVM as its `target` option; auto/None: the node's host
+    threads: int = 0  # upper end of thread knobs; 0 = the node's core count (`cores`)
+    runtimes: List[str] = field(default_factory=list)  # runtimes searched here; []: any
     system_type: str = "edge"  # edge | datacenter (MLPerf category)
+    cores: int = 0  # filled in per platform from its nodes' reports; 0: this machine's
+    fixed: Dict[str, Any] = field(default_factory=dict)  # runtime -> options always passed
+    knobs: Dict[str, Any] = field(default_factory=dict)  # runtime -> extra knob dims
+    # accelerator (as the node agent reports it, e.g. edgetpu) -> runtime -> knob dims that
+    # only platforms with that device search
+    device_knobs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,7 +149,8 @@ class Config:
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
-    workload: Dict[str, Any] = field(default_factory=lambda: {"name": "digits"})
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+    workload: Any = None  # a workload schema (WORKLOAD_SCHEMAS), chosen by the group
     backends: Dict[str, BackendConfig] = field(default_factory=dict)
     space: Optional[SpaceConfig] = None
     cache_dir: Optional[str] = None  # model/compile cache; None: ~/.cache/tuner
@@ -110,11 +159,22 @@ class Config:
 
 
 def register() -> None:
-    ConfigStore.instance().store(name="tuner_schema", node=Config)
+    store = ConfigStore.instance()
+    store.store(name="tuner_schema", node=Config)
+    for name, schema in WORKLOAD_SCHEMAS.items():
+        store.store(group="workload", name=f"{name}_schema", node=schema)
     if not OmegaConf.has_resolver("threads"):
         # ${threads:N}: N, or this machine's core count when N is 0 ("all cores").
-        OmegaConf.register_new_resolver(
-            "threads", lambda n=0: int(n) if int(n or 0) > 0 else (os.cpu_count() or 1))
+        OmegaConf.register_new_resolver("threads", _threads)
+
+
+def _threads(n=0, *, _root_) -> int:
+    """${threads:N}: N, or the platform's core count when N is 0 ("all cores"): the cores
+    its nodes reported (platform.cores, set per platform by the plan), else this machine's."""
+    if int(n or 0) > 0:
+        return int(n)
+    cores = OmegaConf.select(_root_, "platform.cores", default=0)
+    return int(cores or 0) or (os.cpu_count() or 1)
 
 
 class ConfigError(ValueError):
@@ -127,15 +187,15 @@ def validate(cfg: DictConfig) -> None:
     if cfg.space is None:
         raise ConfigError("no search space chosen: add +space=<name> (e.g. +space=mobilenet)")
     space = cfg.space
-    if not space.model and not space.params:
+    if not space.model:
         raise ConfigError(f"space.model: the space {space.name!r} has no dimensions")
-    for group in ("model", "params"):
-        for key, spec in space[group].items():
-            _check_spec(f"space.{group}.{key}", spec)
+    for key, spec in space.model.items():
+        _check_spec(f"space.model.{key}", spec)
     if not space.backends:
         raise ConfigError("space.backends: empty; name at least one runtime")
+    replay = cfg.cluster.mode == "replay"  # a replayed table names its own runtimes
     for name in space.backends:
-        if name not in backends.names():
+        if name not in backends.names() and not replay:
             raise ConfigError(f"space.backends: unknown backend {name!r}; "
                               f"known: {', '.join(backends.names())}")
         if name not in cfg.backends:
@@ -152,11 +212,14 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"study.n_trials: must be >= 1, got {cfg.study.n_trials}")
     if cfg.study.sampler not in ("tpe", "nsga2", "random"):
         raise ConfigError(f"study.sampler: {cfg.study.sampler!r}; one of tpe, nsga2, random")
-    if cfg.cluster.mode not in ("local", "ray"):
-        raise ConfigError(f"cluster.mode: {cfg.cluster.mode!r}; one of local, ray")
+    if cfg.cluster.mode not in ("local", "ray", "replay"):
+        raise ConfigError(f"cluster.mode: {cfg.cluster.mode!r}; one of local, ray, replay")
+    if cfg.cluster.mode == "replay" and not cfg.cluster.table:
+        raise ConfigError("cluster.table: required with cluster=replay (a run dir or "
+                          "trials.parquet of earlier or imported records)")
     if cfg.cluster.mode == "ray" and not cfg.cluster.address:
         raise ConfigError("cluster.address: required with cluster=ray (HOST:PORT of the head)")
-    if "name" not in cfg.workload:
+    if not cfg.workload or "name" not in cfg.workload:
         raise ConfigError("workload.name: missing")
 
 

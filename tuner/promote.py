@@ -25,7 +25,8 @@ Scenarios follow the MLPerf category of the trial's platform (``system_type`` of
   them instead (a measured folder always wins over an inferred one).
 * datacenter: Offline and Server are measured (MLPerf allows no inference there).
 
-Test-only: ``--min-duration-ms N`` (or env ``TUNER_TEST_MIN_DURATION_MS``) shortens the
+Test-only: ``--min-duration-ms N`` (or the run's config key ``promotion.min_duration_ms``,
+visible in ``--cfg job``) shortens the
 performance run (and lowers the query count to what early stopping needs). Such results
 are recorded with fidelity ``compliant-reduced``; the packer refuses them unless
 ``--draft``.
@@ -41,30 +42,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from tuner.dispatch import DRIVER_GRACE_S, PLATFORM_LABEL, DispatchError, RayDispatcher
-from tuner.driver import Driver, PlatformStudy, make_dispatcher
+from experiments.mlperf import (COMPLIANT, COMPLIANT_MIN_DURATION_MS, INFERRED_FROM, MEASURED,
+                                REDUCED, REPRODUCE, SCENARIO_NAMES, SHORT)
+from experiments.records import Records
+from experiments.report import fmt
+from tuner.dispatch import PLATFORM_LABEL, DispatchError, RayDispatcher
+from tuner.driver import fixed_floor, make_dispatcher
+from tuner.outcome import AccuracyFloor, Recorder
+from tuner.scheduler import Scheduler
 from tuner.trial import Fidelity, TrialConfig, TrialResult
-
-ENV_MIN_DURATION = "TUNER_TEST_MIN_DURATION_MS"
-COMPLIANT, REDUCED, REPRODUCE, SHORT = "compliant", "compliant-reduced", "reproduce", "short"
-PROMOTED = (COMPLIANT, REDUCED)
-OFFICIAL_MIN_DURATION_MS = 600_000
 # A reduced run still needs the queries LoadGen's early stopping asks for (the oracle
 # raises this to its per-scenario minimum); the official counts (270336 for MultiStream
 # and Server) would make a "short" run last minutes.
 REDUCED_MIN_QUERY_COUNT = 64
-MEASURED = {"edge": ("SingleStream",), "datacenter": ("Offline", "Server")}
 INFERRED = {"edge": ("MultiStream", "Offline"), "datacenter": ()}
-SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
-INFERRED_FROM = {"MultiStream": ("SingleStream",), "Offline": ("MultiStream", "SingleStream")}
 
 Print = Callable[[str], None]
 
@@ -98,12 +95,12 @@ def system_type(cfg: DictConfig, platform: str) -> str:
     return "datacenter" if kind == "datacenter" else "edge"
 
 
-def reduced_min_duration(arg: int | None) -> int | None:
-    """The test-only duration: the flag, else the environment variable, else None."""
+def reduced_min_duration(cfg: DictConfig, arg: int | None) -> int | None:
+    """The test-only duration: the flag, else the run's ``promotion.min_duration_ms``."""
     if arg is not None:
         return int(arg)
-    env = os.environ.get(ENV_MIN_DURATION)
-    return int(env) if env else None
+    value = OmegaConf.select(cfg, "promotion.min_duration_ms", default=None)
+    return None if value is None else int(value)
 
 
 def promotion_fidelity(min_duration_ms: int | None) -> Fidelity:
@@ -115,7 +112,7 @@ def promotion_fidelity(min_duration_ms: int | None) -> Fidelity:
 def run_timeout_s(cfg: DictConfig, fidelity: Fidelity) -> float:
     """Long enough for a compliant run: Offline plans for 1.5x the calibrated throughput
     (oracle.THROUGHPUT_MARGIN), so it may run ~1.5x min_duration, then the accuracy run."""
-    duration_s = (fidelity.min_duration_ms or OFFICIAL_MIN_DURATION_MS) / 1000
+    duration_s = (fidelity.min_duration_ms or COMPLIANT_MIN_DURATION_MS) / 1000
     return 2 * duration_s + float(cfg.study.trial_timeout_s)
 
 
@@ -153,9 +150,9 @@ def scenarios_for(kind: str, asked: list[str] | None) -> tuple[list[str], list[s
     """(measured, inferred) scenarios for an MLPerf category: --scenarios replaces the
     measured ones; the packer infers the category's inferable scenarios not measured."""
     if asked:
-        bad = [s for s in asked if s not in SCENARIOS]
+        bad = [s for s in asked if s not in SCENARIO_NAMES]
         if bad:
-            raise ValueError(f"unknown scenario(s) {bad}; one of {', '.join(SCENARIOS)}")
+            raise ValueError(f"unknown scenario(s) {bad}; one of {', '.join(SCENARIO_NAMES)}")
         measured = list(dict.fromkeys(asked))
     else:
         measured = list(MEASURED[kind])
@@ -173,26 +170,17 @@ def inferred_figures(log) -> dict[str, float | None]:
 
 # --------------------------------------------------------------------------- measuring
 
-class _LogDriver(Driver):
-    """The study driver, recording into RUN_DIR, with one more log level (a scenario, or a
-    reproduce count) under the fidelity folder."""
-
-    _subdir = ""
-
-    def record(self, ps: PlatformStudy, tcfg: TrialConfig, result: TrialResult,
-               fidelity: str = COMPLIANT, subdir: str = "") -> dict[str, Any]:
-        self._subdir = subdir
-        return super().record(ps, tcfg, result, fidelity)
-
-    def write_logs(self, study: str, trial: int, result: TrialResult, fidelity: str) -> str:
-        return super().write_logs(study, trial, result, f"{fidelity}/{self._subdir}"
-                                  if self._subdir else fidelity)
+def recorder(cfg: DictConfig) -> Recorder:
+    """The run's records with the run's own accuracy floor: promote and reproduce classify
+    a result exactly as the study did."""
+    return Recorder(Path(cfg.run_dir), Records(cfg.run_dir),
+                    AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction))
 
 
-def _platform_study(row: dict[str, Any]) -> PlatformStudy:
-    # record() needs only the study name, platform and floor: no Optuna study is touched.
-    return PlatformStudy(platform=row["platform"], name=row["study"], study=None,  # type: ignore[arg-type]
-                         devices=1, target=0)
+def objective_of(row: dict[str, Any]) -> str:
+    from experiments.mlperf import scenario
+
+    return scenario(row["scenario"]).objective
 
 
 def _detect_on_node(platform: str) -> dict[str, Any]:
@@ -229,29 +217,13 @@ def node_facts(platform: str, hostname: str, node_id: str | None = None,
 
 def measure_all(dispatcher: RayDispatcher, jobs: list[TrialConfig], timeout_s: float,
                 done: Callable[[TrialConfig, TrialResult], None]) -> None:
-    """Submit every job (the dut resource serialises them per device) and hand each
-    result to ``done`` as it arrives; a task lost or overdue becomes a failed result."""
-    inflight = {dispatcher.submit(t, timeout_s): (t, time.time()) for t in jobs}
-    limit = timeout_s + DRIVER_GRACE_S
-    while inflight:
-        for ref in dispatcher.wait(list(inflight), timeout_s=2.0):
-            tcfg, started = inflight.pop(ref)
-            done(tcfg, _as_result(dispatcher.result(ref), tcfg, started))
-        # Jobs queue behind the device, so one may wait for every other before it starts:
-        # it is overdue only after all of them could have used their whole timeout.
-        now = time.time()
-        for ref, (tcfg, started) in list(inflight.items()):
-            if now - started > limit * len(jobs):
-                dispatcher.cancel(ref)
-                inflight.pop(ref)
-                done(tcfg, _as_result(f"timeout: no answer from the node after "
-                                      f"{now - started:.0f} s", tcfg, started))
-
-
-def _as_result(result: TrialResult | str, tcfg: TrialConfig, started: float) -> TrialResult:
-    if isinstance(result, TrialResult):
-        return result
-    return TrialResult.lost(result, tcfg.platform, started)
+    """Measure every job, one per device at a time, handing each result to ``done`` as it
+    arrives; a task lost or overdue becomes a failed result (the study's scheduler)."""
+    scheduler = Scheduler(dispatcher, timeout_s)
+    alive = dispatcher.platforms()
+    for platform in sorted({t.platform for t in jobs}):
+        scheduler.add_lane(platform, sum(n.devices for n in alive.get(platform, [])) or 1)
+    scheduler.run_all(jobs, done)
 
 
 def _dispatch(cfg: DictConfig, dispatcher: RayDispatcher | None,
@@ -287,12 +259,12 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
             timeout_s: float | None = None, out: Print = print) -> list[dict[str, Any]]:
     """Measure the chosen trials compliantly; returns the new records."""
     cfg = load_run_config(run_dir)
-    driver = _LogDriver(cfg, dispatcher=dispatcher)
-    chosen = select(driver.records.rows, picks)
+    rec = recorder(cfg)
+    chosen = select(rec.records.rows, picks)
     if not chosen:
         out("nothing to promote: no feasible short-run trial on any front")
         return []
-    fidelity = promotion_fidelity(reduced_min_duration(min_duration_ms))
+    fidelity = promotion_fidelity(reduced_min_duration(cfg, min_duration_ms))
     if not fidelity.compliant:
         out(f"TEST SETTING: min_duration {fidelity.min_duration_ms} ms; results are recorded as "
             f"{fidelity.name!r} and cannot be packed without --draft")
@@ -321,8 +293,8 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
 
     def done(tcfg: TrialConfig, result: TrialResult) -> None:
         _attach_facts(result, facts)
-        row = driver.record(_platform_study(by_key[(tcfg.study, tcfg.trial)]), tcfg, result,
-                            fidelity.name, subdir=tcfg.scenario)
+        row = rec.row(tcfg, result, objective_of(by_key[(tcfg.study, tcfg.trial)]),
+                      subdir=tcfg.scenario)
         new_rows.append(row)
         out(describe(row))
         if tcfg.scenario == "SingleStream" and result.ok:
@@ -333,7 +305,7 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
                 figs = inferred_figures(loadgen_logs.parse_detail(
                     result.logs.get("performance/" + loadgen_logs.DETAIL, "")))
                 out("    inferred (as preprocess_submission.py): " + ", ".join(
-                    f"{s} {_fmt(figs[s])} {'ms' if s == 'MultiStream' else 'samples/s'}"
+                    f"{s} {shown(figs[s])} {'ms' if s == 'MultiStream' else 'samples/s'}"
                     for s in infer))
 
     try:
@@ -341,19 +313,19 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
     finally:
         if own:
             dispatcher.shutdown()
-    _render(driver.run_dir, out)
+    _render(rec.run_dir, out)
     return new_rows
 
 
 def describe(row: dict[str, Any]) -> str:
     return (f"  {row['study']} #{row['trial']} {row['scenario']} [{row['fidelity']}] "
-            f"{row['state']}: latency {_fmt(row['latency_ms'])} ms, qps {_fmt(row['qps'])}, "
-            f"accuracy {_fmt(row['accuracy'])}, {'VALID' if row['valid'] else 'INVALID'}"
+            f"{row['state']}: latency {shown(row['latency_ms'])} ms, qps {shown(row['qps'])}, "
+            f"accuracy {shown(row['accuracy'])}, {'VALID' if row['valid'] else 'INVALID'}"
             + (f" ({row['cause']})" if row["cause"] else "") + f" -> {row['log_dir']}")
 
 
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+def shown(value: Any) -> str:
+    return fmt(value, missing="-")
 
 
 def _render(run_dir: Path, out: Print) -> None:
@@ -389,7 +361,7 @@ def side_by_side(old: dict[str, Any], new: dict[str, Any]) -> str:
         a, b = old.get(key), new.get(key)
         change = (f"{100 * (b - a) / a:+.1f}%" if isinstance(a, float) and isinstance(b, float)
                   and a and key != "duration_s" else "")
-        lines.append(f"{key:16}{_fmt(a):>16}{_fmt(b):>16}{change:>10}")
+        lines.append(f"{key:16}{shown(a):>16}{shown(b):>16}{change:>10}")
     return "\n".join(lines)
 
 
@@ -398,8 +370,8 @@ def reproduce(run_dir: str | Path, pick: str, fidelity: str | None = None, recor
               out: Print = print) -> tuple[dict[str, Any], dict[str, Any]]:
     """Re-measure a record's exact TrialConfig; returns (old row, new row)."""
     cfg = load_run_config(run_dir)
-    driver = _LogDriver(cfg, dispatcher=dispatcher)
-    old = find_record(driver.records.rows, pick, fidelity)
+    rec = recorder(cfg)
+    old = find_record(rec.records.rows, pick, fidelity)
     tcfg = TrialConfig.from_dict(json.loads(old["config"]))
     timeout_s = timeout_s or run_timeout_s(cfg, tcfg.fidelity)
     out(f"reproducing {old['study']} #{old['trial']} [{old['fidelity']}] {old['scenario']} "
@@ -412,17 +384,12 @@ def reproduce(run_dir: str | Path, pick: str, fidelity: str | None = None, recor
         if own:
             dispatcher.shutdown()
     (result,) = results
-    ps = _platform_study(old)
-    if record:
-        count = sum(r["fidelity"] == REPRODUCE and r["study"] == old["study"]
-                    and r["trial"] == old["trial"] for r in driver.records.rows)
-        new = driver.record(ps, tcfg, result, REPRODUCE, subdir=str(count + 1))
-    else:  # the same row, computed but not stored
-        new = {"state": "complete" if result.ok and result.valid else "failed",
-               "valid": result.valid, "latency_ms": result.latency_ms,
-               "p90_latency_ms": result.p90_latency_ms, "qps": result.qps,
-               "accuracy": result.accuracy, "node": result.node,
-               "duration_s": result.duration_s, "cause": result.cause}
+    count = sum(r["fidelity"] == REPRODUCE and r["study"] == old["study"]
+                and r["trial"] == old["trial"] for r in rec.records.rows)
+    # The same path as every record; --no-record computes the row and stores nothing.
+    new = rec.row(dataclasses.replace(tcfg, fidelity=dataclasses.replace(
+        tcfg.fidelity, name=REPRODUCE)), result, objective_of(old),
+        subdir=str(count + 1), store=record)
     out(side_by_side(old, new))
     if new.get("cause"):
         out(f"cause: {new['cause']}")
@@ -438,11 +405,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("trials", nargs="*", metavar="TRIAL",
                    help="N or STUDY:N (default: every study's Pareto front)")
-    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS,
+    p.add_argument("--scenarios", nargs="+", choices=SCENARIO_NAMES,
                    help="measure exactly these (default: by the platform's MLPerf category)")
     p.add_argument("--min-duration-ms", type=int, default=None,
                    help=f"TEST ONLY: shorter runs, recorded as {REDUCED!r} "
-                        f"(also env {ENV_MIN_DURATION})")
+                        "(default: the run's promotion.min_duration_ms)")
     p.add_argument("--timeout-s", type=float, default=None, help="per measurement")
     r = sub.add_parser("reproduce", help="re-measure one record's exact configuration")
     r.add_argument("run_dir")

@@ -1,0 +1,119 @@
+"""How a trial's result becomes a record: its state and cause, its logs on disk, its row.
+
+One path for the study, promote and reproduce alike, so every command classifies a
+result the same way (``reproduce --no-record`` computes the same row and does not store it).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from experiments.mlperf import PUBLISHED, REPLAY, SIMULATED
+from experiments.records import Records
+from tuner.trial import TrialConfig, TrialResult
+
+# Fidelities whose figures were not measured on a device by this run: no logs to write.
+NOT_MEASURED = (REPLAY, PUBLISHED, SIMULATED)
+
+
+class AccuracyFloor:
+    """The accuracy floor of a study: a fixed figure, else ``fraction`` x the best fp32
+    accuracy recorded so far in that study (MLPerf's "99% of the reference").
+
+    The precision comes from what the worker measured (the variant's own precision in the
+    record's ``system``), so a space without a ``precision`` dimension (bring-your-own
+    ImageNet) still gets a floor."""
+
+    def __init__(self, fixed: float | None, fraction: float):
+        self.fixed, self.fraction = fixed, float(fraction)
+        self._best_fp32: dict[str, float] = {}
+
+    def observe(self, row: dict[str, Any]) -> None:
+        if row.get("accuracy") is None or row.get("state") == "failed":
+            return
+        if precision_of(row) == "fp32":
+            study = row["study"]
+            self._best_fp32[study] = max(self._best_fp32.get(study, 0.0), row["accuracy"])
+
+    def value(self, study: str) -> float:
+        if self.fixed is not None:
+            return self.fixed
+        return self.fraction * self._best_fp32.get(study, 0.0)
+
+
+def precision_of(row: dict[str, Any]) -> str | None:
+    system = json.loads(row.get("system") or "{}")
+    if system.get("precision"):
+        return system["precision"]
+    return json.loads(row.get("params") or "{}").get("precision")
+
+
+def classify(result: TrialResult, floor: float) -> tuple[str, str | None]:
+    """(state, cause): failed (no measurement), infeasible (INVALID or below the floor),
+    or complete."""
+    if not result.ok:
+        return "failed", result.cause
+    if not result.valid:
+        return "infeasible", result.cause or "LoadGen run INVALID"
+    if result.accuracy is not None and result.accuracy < floor:
+        return "infeasible", f"accuracy {result.accuracy:.4f} below floor {floor:.4f}"
+    return "complete", result.cause
+
+
+def log_folder(study: str, trial: int, fidelity: str, subdir: str = "") -> Path:
+    """Where a record's logs go, relative to the run dir: ``trials/<study>/<trial>/<fidelity>``
+    (plus a scenario or a reproduce count for promotion and reproduce runs)."""
+    rel = Path("trials") / study / f"{trial:05d}" / fidelity
+    return rel / subdir if subdir else rel
+
+
+def write_logs(run_dir: Path, rel: Path, logs: dict[str, str]) -> str:
+    for name, text in logs.items():
+        path = run_dir / rel / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(rel)
+
+
+def make_row(tcfg: TrialConfig, result: TrialResult, *, floor: float, objective: str,
+             fidelity: str, log_dir: str) -> dict[str, Any]:
+    state, cause = classify(result, floor)
+    return {
+        "study": tcfg.study, "trial": tcfg.trial, "state": state, "fidelity": fidelity,
+        "platform": tcfg.platform, "node": result.node, "backend": tcfg.backend,
+        "model": result.model_name, "scenario": tcfg.scenario, "objective": objective,
+        "params": json.dumps(tcfg.params, sort_keys=True),
+        "latency_ms": result.latency_ms, "p90_latency_ms": result.p90_latency_ms,
+        "qps": result.qps, "accuracy": result.accuracy, "accuracy_floor": floor,
+        "valid": bool(result.valid), "cause": cause, "started_at": result.started_at,
+        "duration_s": result.duration_s, "log_dir": log_dir,
+        "config": json.dumps(tcfg.to_dict(), sort_keys=True, default=str),
+        "system": json.dumps({**result.system, "settings": result.settings}, default=str),
+        "source": result.source,
+    }
+
+
+class Recorder:
+    """Turns results into rows of a run's records (and their logs into files)."""
+
+    def __init__(self, run_dir: Path, records: Records, floor: AccuracyFloor):
+        self.run_dir, self.records, self.floor = Path(run_dir), records, floor
+        for row in records.rows:
+            floor.observe(row)
+
+    def row(self, tcfg: TrialConfig, result: TrialResult, objective: str, *,
+            subdir: str = "", store: bool = True) -> dict[str, Any]:
+        """The record of ``result``; stored (logs written, row added) unless ``store`` is
+        false. The fidelity is the result's own (replay, simulated) or the config's."""
+        fidelity = result.fidelity or tcfg.fidelity.name
+        log_dir = ""
+        if store and fidelity not in NOT_MEASURED:
+            log_dir = write_logs(self.run_dir, log_folder(tcfg.study, tcfg.trial, fidelity,
+                                                          subdir), result.logs)
+        row = make_row(tcfg, result, floor=self.floor.value(tcfg.study), objective=objective,
+                       fidelity=fidelity, log_dir=log_dir)
+        if store:
+            self.records.add(row)
+            self.floor.observe(row)
+        return row
