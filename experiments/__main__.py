@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "results":
         import csv
 
-        from experiments.submission import TABLE_COLUMNS, markdown, results_table
+        from experiments.results_table import TABLE_COLUMNS, markdown, results_table
 
         rows = results_table(args.dir)
         if not rows:

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
+from experiments.mlperf import (CATEGORY_SCENARIOS, COMPLIANT_MIN_DURATION_MS, INFERABLE,
+                                SCENARIOS, scenario_from_folder)
 from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS, VALID_STATUS
 
 # The seeds compiled into LoadGen 6.0.x (what FromConfig gives; read from the
@@ -36,7 +38,6 @@ from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS,
 OFFICIAL_SEEDS = {"qsl_rng_seed": 2085463073848966840,
                   "sample_index_rng_seed": 2747215439041700203,
                   "schedule_rng_seed": 16159082839903944936}
-MIN_DURATION_MS = 600_000
 MAX_ACCURACY_LOG_SIZE = 10 * 1024  # truncate_accuracy_log.py / checker constant
 # The checker's v6.x benchmark names, and the model-dir aliases it maps without help.
 KNOWN_BENCHMARKS = (
@@ -48,13 +49,6 @@ KNOWN_BENCHMARKS = (
 CHECKER_ALIASES = {"mobilenet": "resnet", "resnet50": "resnet", "ssd-resnet34": "retinanet"}
 PERFORMANCE_SAMPLE_COUNT = {"resnet": 1024, "retinanet": 64}
 DATASET_SIZE = {"resnet": 50000, "retinanet": 24781}
-# Scenario folders a category may hold (resnet's required scenarios, v6.x).
-CATEGORY_SCENARIOS = {"edge": {"SingleStream", "MultiStream", "Offline"},
-                      "datacenter": {"Offline", "Server"}}
-INFERABLE = {("SingleStream", "MultiStream"), ("SingleStream", "Offline"),
-             ("MultiStream", "Offline")}
-SCENARIO_NAMES = {s.lower(): s for s in ("SingleStream", "MultiStream", "Offline", "Server")}
-EARLY_STOPPING = ("SingleStream", "MultiStream", "Server")
 SERVER_LATENCY_NS = {"resnet": 15_000_000}
 MEASUREMENTS_KEYS = ("starting_weights_filename", "retraining", "input_data_types",
                      "weight_data_types", "weight_transformations")
@@ -108,9 +102,9 @@ def run_problems(perf: DetailLog, acc: DetailLog | None, accuracy_total: int | N
     if acc is not None and acc.errors:
         out.append(("acc.errors", "accuracy run: LoadGen logged error(s): " + "; ".join(acc.errors)))
     duration = perf.get("effective_min_duration_ms")
-    if duration is None or int(duration) < MIN_DURATION_MS:
+    if duration is None or int(duration) < COMPLIANT_MIN_DURATION_MS:
         out.append(("perf.min_duration", f"effective_min_duration_ms {duration} < "
-                    f"{MIN_DURATION_MS} (a short run, not a compliant one)"))
+                    f"{COMPLIANT_MIN_DURATION_MS} (a short run, not a compliant one)"))
     for key, official in OFFICIAL_SEEDS.items():
         for log, which in ((perf, "performance"), (acc, "accuracy")):
             seed = None if log is None else log.get(f"effective_{key}")
@@ -125,7 +119,7 @@ def run_problems(perf: DetailLog, acc: DetailLog | None, accuracy_total: int | N
         out.append(("perf.sample_count", f"effective_performance_sample_count {count} < "
                     f"{need} required for {benchmark}"))
     scenario = perf.get("effective_scenario")
-    if scenario in EARLY_STOPPING and perf.get("early_stopping_met") is False:
+    if SCENARIOS[scenario].early_stopping_min_queries and perf.get("early_stopping_met") is False:
         out.append(("perf.early_stopping", f"early stopping not met: "
                     f"{perf.get('early_stopping_result')}"))
     bound = SERVER_LATENCY_NS.get(benchmark)
@@ -196,7 +190,7 @@ def check_scenario(path: Path, scenario: str, benchmark: str, kinds: set[str],
     def fail(rule: str, message: str, at: Path = path) -> None:
         out.append(Failure(rule, str(at), message))
 
-    allowed = set().union(*(CATEGORY_SCENARIOS[k] for k in kinds))
+    allowed = set().union(*(set(CATEGORY_SCENARIOS[k]) for k in kinds))
     if scenario not in allowed:
         fail("scenario.category", f"{scenario} is not a {'/'.join(sorted(kinds))} scenario "
              f"(allowed: {', '.join(sorted(allowed))})")
@@ -301,7 +295,7 @@ def check_tree(root: str | Path) -> tuple[list[Failure], int]:
                         bench = "resnet"
                     size = sizes.get((system.name, model.name), DATASET_SIZE.get(bench))
                     for sdir in _dirs(model):
-                        scenario = SCENARIO_NAMES.get(sdir.name.lower())
+                        scenario = scenario_from_folder(sdir.name)
                         if scenario is None:
                             failures.append(Failure("folders", str(sdir), "not a scenario name"))
                             continue

@@ -81,3 +81,9 @@ SIMULATED = "simulated"  # a simulated device under test (benchmarks), never a m
 PROMOTED = (COMPLIANT, REDUCED)
 PACKABLE = (COMPLIANT,)  # REDUCED packs only into a --draft tree
 MEASURED_FIDELITIES = (SHORT, COMPLIANT, REDUCED, REPRODUCE)  # measured by us on a device
+
+
+def scenario_from_folder(folder: str) -> str | None:
+    """A results tree's scenario folder as a scenario name: lower case in early rounds
+    (``singlestream``), CamelCase later (``SingleStream``); None for anything else."""
+    return {s.lower(): s for s in SCENARIO_NAMES}.get(folder.lower())

@@ -30,7 +30,6 @@ Refusals (``--draft`` packs anyway, marks the tree DRAFT in ``sw_notes``, the RE
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import re
@@ -39,25 +38,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.check import (CHECKER_ALIASES, DATASET_SIZE, DRAFT_MARK, INFERABLE,
-                               KNOWN_BENCHMARKS, MANIFEST, SCENARIO_NAMES, benchmark_of,
+from experiments.check import (CHECKER_ALIASES, DRAFT_MARK, KNOWN_BENCHMARKS, MANIFEST,
                                parse_accuracy_txt, run_problems)
 from experiments.records import read
-from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
-from tuner.oracle import MULTISTREAM_SAMPLES_PER_QUERY
+from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, parse_detail
+from experiments.mlperf import COMPLIANT, INFERABLE
+from experiments.results_table import markdown, results_table, write_table
+from experiments.selection import promoted as promoted_rows
 
-COMPLIANT = "compliant"
-PROMOTED = ("compliant", "compliant-reduced")
 VIEWABLE_SIZE = 4096  # truncate_accuracy_log.py: keep the first and last 4 KB
-TABLE_COLUMNS = ["division", "submitter", "system", "model", "benchmark", "scenario", "metric",
-                 "value", "unit", "accuracy", "valid", "inferred_from"]
-# The MLPerf headline metric per scenario: (detail log key, divide by, name, unit).
-HEADLINE = {
-    "SingleStream": ("early_stopping_latency_ss", 1e6, "90th percentile latency (early stopping)", "ms"),
-    "MultiStream": ("early_stopping_latency_ms", 1e6, "99th percentile latency (early stopping)", "ms"),
-    "Offline": ("result_samples_per_second", 1.0, "throughput", "samples/s"),
-    "Server": ("result_completed_samples_per_sec", 1.0, "throughput", "samples/s"),
-}
 
 
 class Refused(Exception):
@@ -95,48 +84,15 @@ class Result:
 
 # --------------------------------------------------------------------------- selecting
 
-def promoted_rows(rows: list[dict[str, Any]], picks: list[str] | None = None) -> list[dict[str, Any]]:
-    """The latest promoted record per (study, trial, scenario), optionally only the picks."""
-    from tuner.promote import parse_pick
-
-    latest: dict[tuple, dict[str, Any]] = {}
-    for r in rows:
-        if r["fidelity"] in PROMOTED:
-            latest[(r["study"], r["trial"], r["scenario"])] = r
-    chosen = list(latest.values())
-    if picks:
-        wanted = [parse_pick(p) for p in picks]
-        chosen = [r for r in chosen if any(n == r["trial"] and s in (None, r["study"])
-                                           for s, n in wanted)]
-    return chosen
-
-
-def make_workload(config: dict[str, Any]):
-    from tuner.workloads import create
-
-    try:
-        return create(config["workload"], cache_dir=config.get("cache_dir"))
-    except Exception:  # noqa: BLE001 - e.g. an ImageNet dir not mounted here
-        return None
-
-
-def workload_facts(workload) -> tuple[str, int | None]:
-    """(MLPerf benchmark, validation set size) of a trial's workload."""
-    if workload is None:
-        return "resnet", None
-    bench = benchmark_of(workload.loadgen_model) or "resnet"
-    try:
-        return bench, int(workload.total_sample_count)
-    except Exception:  # noqa: BLE001
-        return bench, DATASET_SIZE.get(bench)
-
-
 def load_result(run_dir: Path, row: dict[str, Any]) -> Result:
+    """A promoted record with what packing needs, all read from the record itself (the
+    worker recorded the benchmark, the dataset size and the weights facts when it measured),
+    so packing never rebuilds a workload or needs its files here."""
     config = json.loads(row["config"])
-    workload = make_workload(config)
-    bench, size = workload_facts(workload)
-    res = Result(row, config, json.loads(row["system"] or "{}"), run_dir / row["log_dir"],
-                 bench, size, measurements(config, json.loads(row["system"] or "{}"), workload))
+    system = json.loads(row["system"] or "{}")
+    res = Result(row, config, system, run_dir / row["log_dir"],
+                 system.get("benchmark", "resnet"), system.get("dataset_size"),
+                 measurements(config, system))
     res.problems = refusals(res)
     return res
 
@@ -179,26 +135,17 @@ def truncate_accuracy_log(acc_json: Path, acc_txt: Path) -> str:
     return digest
 
 
-def measurements(config: dict[str, Any], system_info: dict[str, Any], workload) -> dict[str, str]:
-    """measurements.json: what the weights are and what was done to them."""
-    model = config.get("model", {})
-    precision = str(model.get("precision", "fp32"))
-    if getattr(workload, "name", None) == "digits":
-        weights = workload.weights_file(float(model.get("width", 1.0))).name
-        retraining = ("yes: MobileNet-v1 trained from scratch on the UCI digits "
-                      "(tuner/workloads/train_digits.py), not the MLPerf reference weights")
-        steps = ["fp16 stored convolution weights cast to fp32",
-                 "batch norm folded into the convolutions (per resolution)"]
-    else:
-        weights = system_info.get("model_file") or "user-supplied model"
-        retraining = "no"
-        steps = ["none (the supplied model file as is)"]
-    if precision == "int8":
-        steps.append("post-training static int8 quantization (ONNX Runtime QDQ, per-channel "
-                     "int8 weights, uint8 activations, calibrated on training images)")
-    return {"starting_weights_filename": weights, "retraining": retraining,
+def measurements(config: dict[str, Any], system: dict[str, Any]) -> dict[str, str]:
+    """measurements.json: what the weights are and what was done to them, as the worker
+    recorded it for the variant and runtime it measured."""
+    if system.get("weights"):
+        return dict(system["weights"])
+    # a record from before the worker recorded them: say only what the config tells
+    precision = str(config.get("model", {}).get("precision", system.get("precision", "fp32")))
+    return {"starting_weights_filename": system.get("model_file") or "user-supplied model",
+            "retraining": "unknown (not recorded with this result)",
             "input_data_types": "fp32", "weight_data_types": precision,
-            "weight_transformations": "; ".join(steps)}
+            "weight_transformations": "unknown (not recorded with this result)"}
 
 
 def system_id(platform: str, node: str) -> str:
@@ -220,26 +167,25 @@ def load_overrides(path: str | Path | None) -> dict[str, Any]:
     return data
 
 
-def node_facts(res: Result):
-    """The measuring node's facts as promotion recorded them, else this machine's."""
-    from tuner.platforms import NodeFacts, detect
-
+def node_facts(res: Result) -> tuple[dict[str, Any], str]:
+    """The measuring node's facts as promotion recorded them (never this machine's: the
+    packer may run anywhere); without them only the platform and hostname are known."""
     facts = res.system_info.get("facts")
     if facts:
-        return NodeFacts.from_dict(facts), "recorded on the measuring node"
-    local = detect()
-    local.platform = res.row["platform"]
-    return local, "not recorded with the result: detected on the packing machine"
+        return dict(facts), "recorded on the measuring node"
+    return ({"platform": res.row["platform"], "hostname": res.row["node"]},
+            "not recorded with the result: only its platform and hostname are known; "
+            "give the rest with --system-overrides")
 
 
 def describe_system(results: list[Result], org: str, division: str,
                     overrides: dict[str, Any]) -> tuple[dict[str, str], str]:
-    from tuner.platforms import system_description
+    from experiments.system_json import system_description
 
     facts, source = node_facts(results[0])
     # framework = the runtimes these results used, not every runtime the node has
-    facts.runtime_versions = {r.row["backend"]: str(r.system_info.get("runtime_version", "?"))
-                              for r in results}
+    facts["runtime_versions"] = {r.row["backend"]: str(r.system_info.get("runtime_version", "?"))
+                                 for r in results}
     return system_description(facts, overrides, division=division, submitter=org), source
 
 
@@ -427,77 +373,3 @@ Reproduce (from a checkout of tuner, with the run directory at hand):
     python -m experiments submission RUN_DIR --out DIR --org ORG --division open
     python -m experiments check DIR
 """)
-
-
-# --------------------------------------------------------------------------- results table
-
-def headline(perf: DetailLog, scenario: str) -> tuple[float | None, str | None]:
-    """(value, inferred-from scenario) as the checker computes the scenario's result."""
-    measured = perf.get("effective_scenario")
-    key, scale, _, _ = HEADLINE[scenario]
-    if measured == scenario:
-        value = perf.get(key)
-        return (None if value is None else float(value) / scale), None
-    if (measured, scenario) == ("SingleStream", "MultiStream"):
-        value = perf.get("early_stopping_latency_ms")
-        return (None if value is None else float(value) * MULTISTREAM_SAMPLES_PER_QUERY / 1e6), measured
-    if (measured, scenario) == ("SingleStream", "Offline"):
-        value = perf.get("result_qps_without_loadgen_overhead")
-        return (None if value is None else float(value)), measured
-    if (measured, scenario) == ("MultiStream", "Offline"):
-        mean = perf.get("result_mean_query_latency_ns")
-        spq = perf.get("effective_samples_per_query") or MULTISTREAM_SAMPLES_PER_QUERY
-        return (None if not mean else float(spq) * 1e3 / (float(mean) / 1e6)), measured
-    return None, measured
-
-
-def results_table(root: str | Path) -> list[dict[str, Any]]:
-    """One row per system/model/scenario of a packed tree, from its logs."""
-    root = Path(root)
-    out = []
-    for perf_log in sorted(root.glob("*/*/results/*/*/*/performance/run_1/" + DETAIL)):
-        sdir = perf_log.parents[2]
-        model, system, org, division = sdir.parent, sdir.parents[1], sdir.parents[3], sdir.parents[4]
-        scenario = SCENARIO_NAMES.get(sdir.name.lower())
-        if scenario is None:
-            continue
-        mapping_file = org / "model_mapping.json"
-        mapping = json.loads(mapping_file.read_text()) if mapping_file.is_file() else {}
-        perf = parse_detail(perf_log.read_text())
-        value, inferred = headline(perf, scenario)
-        acc_txt = sdir / "accuracy" / "accuracy.txt"
-        acc = parse_accuracy_txt(acc_txt.read_text()) if acc_txt.is_file() else None
-        _, _, metric, unit = HEADLINE[scenario]
-        out.append({"division": division.name, "submitter": org.name, "system": system.name,
-                    "model": model.name, "benchmark": benchmark_of(model.name, mapping) or "",
-                    "scenario": scenario, "metric": metric,
-                    "value": None if value is None else round(value, 4), "unit": unit,
-                    "accuracy": None if acc is None else acc[0],
-                    "valid": perf.get("result_validity"), "inferred_from": inferred or ""})
-    order = list(HEADLINE)  # SingleStream, MultiStream, Offline, Server
-    return sorted(out, key=lambda r: (r["division"], r["submitter"], r["system"], r["model"],
-                                      order.index(r["scenario"])))
-
-
-def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, Path]:
-    out_dir = Path(out_dir)
-    csv_path, md_path = out_dir / "results.csv", out_dir / "results.md"
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, TABLE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    md_path.write_text(markdown(rows) + "\n")
-    return csv_path, md_path
-
-
-def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ["system", "model", "scenario", "result", "accuracy (top-1 %)", "validity", "note"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        value = "-" if r["value"] is None else f"{r['value']:.4g} {r['unit']}"
-        note = f"inferred from {r['inferred_from']}" if r["inferred_from"] else ""
-        lines.append("| " + " | ".join([
-            r["system"], f"{r['model']} ({r['benchmark']})", r["scenario"],
-            f"{value} ({r['metric']})", "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
-            str(r["valid"]), note]) + " |")
-    return "\n".join(lines)

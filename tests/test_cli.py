@@ -57,3 +57,30 @@ def test_empty_space_fails_fast(tmp_path, cache_dir):
 def test_report_on_missing_dir_is_a_clear_error(tmp_path, cache_dir):
     proc = run(["-m", "experiments", "report", str(tmp_path / "nope")], tmp_path, cache_dir, 60)
     assert proc.returncode == 2 and "no trial records" in proc.stderr
+
+
+def test_show_plan_prints_each_platform_and_runs_nothing(tmp_path, cache_dir):
+    out = tmp_path / "run"
+    proc = run(["-m", "tuner", "+space=mobilenet", "--show-plan", "platform.name=rpi4",
+                f"hydra.run.dir={out}", "space.backends=[onnxruntime,nosuchruntime_is_not_ok]"],
+               tmp_path, cache_dir, 120)
+    assert proc.returncode == 2 and "nosuchruntime_is_not_ok" in proc.stderr  # config check first
+    proc = run(["-m", "tuner", "+space=mobilenet", "--show-plan", "platform=rpi4",
+                f"hydra.run.dir={out}"], tmp_path, cache_dir, 120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rpi4:" in proc.stdout and "runtimes: onnxruntime" in proc.stdout
+    # conf/platform/rpi4.yaml says threads: 4, whatever this machine has
+    assert "onnxruntime.intra_op_threads: 1..4" in proc.stdout
+    assert not (out / "trials.parquet").exists()
+
+
+def test_a_data_error_at_start_is_one_line_and_exit_2(tmp_path, cache_dir):
+    data = tmp_path / "val"
+    data.mkdir()  # a dataset folder without val_map.txt
+    proc = run(["-m", "tuner", "+space=imagenet", "workload=imagenet",
+                f"workload.dataset_dir={data}", f"workload.models={{m:{tmp_path / 'm.onnx'}}}",
+                f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, cache_dir, 120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert "val_map.txt" in line or "m.onnx" in line

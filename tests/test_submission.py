@@ -16,15 +16,16 @@ import pytest
 from omegaconf import OmegaConf
 
 from experiments import check as checks
-from experiments import submission
+from experiments import results_table, submission
 from experiments.records import Records, read
 from tests.test_study import PLATFORM, config, dispatcher  # noqa: F401 (fixture)
 from tuner import promote
+from tuner.reproduce import reproduce
 from tuner.driver import Driver
 from experiments.loadgen_logs import DETAIL, PREFIX
 from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY
 
-TEST_MS = 300  # the documented test setting (--min-duration-ms / TUNER_TEST_MIN_DURATION_MS)
+TEST_MS = 300  # the documented test setting (--min-duration-ms / promotion.min_duration_ms)
 ORG = "TunerTest"
 
 
@@ -35,13 +36,13 @@ def run(tmp_path_factory, cache_dir, dispatcher):
     """A 3-trial study, saved as the Hydra app saves it, then its front promoted."""
     run_dir = tmp_path_factory.mktemp("run")
     cfg = config(run_dir, cache_dir, "study.n_trials=3", "study.accuracy_floor=0.0",
-                 "space.model.width.choices=[0.25]", "space.model.resolution.choices=[32]")
+                 "space.model.width.choices=[0.25]", "space.model.resolution.choices=[32]",
+                 f"promotion.min_duration_ms={TEST_MS}")
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     Driver(cfg, dispatcher=dispatcher).run()
     printed: list[str] = []
-    new = promote.promote(run_dir, min_duration_ms=TEST_MS, dispatcher=dispatcher,
-                          out=printed.append)
+    new = promote.promote(run_dir, dispatcher=dispatcher, out=printed.append)
     run_dir.joinpath("promote.out").write_text("\n".join(printed))
     return run_dir, new
 
@@ -85,10 +86,13 @@ def test_promotion_records_the_front_beside_the_short_rows(run):
     assert "Re-measured" in html and "compliant-reduced" in html and "star" in html
 
 
-def test_test_setting_and_compliant_fidelity(monkeypatch):
-    assert promote.promotion_fidelity(promote.reduced_min_duration(None)).compliant
-    monkeypatch.setenv(promote.ENV_MIN_DURATION, "250")
-    fid = promote.promotion_fidelity(promote.reduced_min_duration(None))
+def test_test_setting_and_compliant_fidelity():
+    cfg = OmegaConf.create({"promotion": {"min_duration_ms": None}})
+    assert promote.promotion_fidelity(promote.reduced_min_duration(cfg, None)).compliant
+    assert promote.promotion_fidelity(promote.reduced_min_duration(OmegaConf.create({}), None)).compliant
+    cfg.promotion.min_duration_ms = 250  # the run's config key; the CLI flag wins over it
+    assert promote.reduced_min_duration(cfg, 120) == 120
+    fid = promote.promotion_fidelity(promote.reduced_min_duration(cfg, None))
     assert (fid.name, fid.min_duration_ms, fid.compliant) == ("compliant-reduced", 250, False)
     assert promote.scenarios_for("edge", None) == (["SingleStream"], ["MultiStream", "Offline"])
     assert promote.scenarios_for("datacenter", None) == (["Offline", "Server"], [])
@@ -99,7 +103,7 @@ def test_test_setting_and_compliant_fidelity(monkeypatch):
 def test_reproduce_prints_old_and_new_side_by_side(run, dispatcher):
     run_dir, _ = run
     printed: list[str] = []
-    old, new = promote.reproduce(run_dir, "0", fidelity="short", dispatcher=dispatcher,
+    old, new = reproduce(run_dir, "0", fidelity="short", dispatcher=dispatcher,
                                  out=printed.append)
     assert old["fidelity"] == "short" and new["fidelity"] == "reproduce"
     assert new["trial"] == 0 and new["valid"] and new["config"] == old["config"]
@@ -177,7 +181,7 @@ def test_draft_tree_layout_fields_and_check(run, tmp_path, capsys):
         assert "inferred from SingleStream" in (model_dir / "MultiStream" / "README.md").read_text()
 
     # the results table: one row per system/model/scenario, figures as MLPerf computes them
-    table = list(submission.results_table(out))
+    table = list(results_table.results_table(out))
     assert len(table) == 3 * len(new)
     perf = checks.parse_detail((org / "results" / system / new[0]["model"] / "SingleStream"
                                 / "performance/run_1" / DETAIL).read_text())
@@ -315,4 +319,4 @@ def test_results_subcommand_prints_the_table(good_run, tmp_path):
                            "csv"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
-    assert lines[0].split(",") == submission.TABLE_COLUMNS and len(lines) == 1 + 3 * len(promoted)
+    assert lines[0].split(",") == results_table.TABLE_COLUMNS and len(lines) == 1 + 3 * len(promoted)

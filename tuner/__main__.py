@@ -1,4 +1,5 @@
 """python -m tuner +space=mobilenet [overrides]   (the Hydra app: compose, validate, run)
+python -m tuner +space=mobilenet [overrides] --show-plan   (each platform's plan; runs nothing)
 python -m tuner promote RUN_DIR [TRIAL ...] | reproduce RUN_DIR TRIAL   (argparse: promote.py)
 
 Thin on purpose: composition and validation here, the work in ``tuner.driver.run`` which
@@ -18,15 +19,17 @@ from tuner.config import ConfigError, register
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 register()
+SHOW_PLAN = "--show-plan"
+_show_plan = False
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from tuner.dispatch import DispatchError
-    from tuner.driver import run
+    from tuner.driver import run, show_plan
 
     try:
-        run(cfg)
+        show_plan(cfg) if _show_plan else run(cfg)
     except (ConfigError, DispatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -40,4 +43,7 @@ if __name__ == "__main__":
         from tuner.promote import main as subcommand
 
         sys.exit(subcommand(sys.argv[1:]))
+    if SHOW_PLAN in sys.argv:  # ours, not Hydra's: take it off before Hydra parses argv
+        sys.argv.remove(SHOW_PLAN)
+        _show_plan = True
     main()
