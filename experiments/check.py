@@ -3,7 +3,8 @@
     python -m experiments check DIR [--draft]
 
 DIR is what ``python -m experiments submission`` wrote (the folder holding ``open/``).
-Every rule of NOTES.md's "MLPerf submission tree" section is one named rule here; each
+Every rule of the v6.1 submission tree that applies to an open-division classification
+result (layout, system JSON fields, seeds, durations, accuracy files) is one named rule here; each
 failure prints ``FAIL <rule> <path>: <why>`` and the exit status is non-zero if any
 failed. The result-level rules (``RUN_RULES``) are also what the packer refuses on.
 
@@ -15,7 +16,7 @@ still fails.
 
 What the official checker does beyond this: TEST01/TEST04 compliance (closed only),
 accuracy targets (closed only), power. What we do that it does not: ``result_validity``
-(the checker never reads it; NOTES), and the dataset size of our own workloads (the
+(the checker never reads it), and the dataset size of our own workloads (the
 checker knows only MLPerf's datasets: a digits tree needs its ``--skip-dataset-size-check``).
 """
 from __future__ import annotations

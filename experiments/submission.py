@@ -4,7 +4,7 @@
         [--system-overrides FILE.json|yaml] [--draft] [--trials N|STUDY:N ...] [--no-infer]
     python -m experiments results DIR [--format md|csv]
 
-Layout (NOTES.md "MLPerf submission tree", checker v6.1)::
+Layout (what the official checker v6.1 accepts; the rules are in ``experiments/check.py``)::
 
     DIR/open/<org>/systems/<system>.json          system_description(node facts) + overrides
     DIR/open/<org>/src/                           the run's .hydra config, trial configs, README

@@ -26,7 +26,7 @@ def _measure(cfg):
 
 @pytest.fixture
 def measure_fresh():
-    """Run ``tuner.measure.measure`` in a fresh process, as a Ray worker with max_calls=1 does
+    """Run ``tuner.measure.measure`` in a fresh process, as each trial's fork-server child does
     (LoadGen allows one FromConfig per process)."""
     def run(cfg):
         with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:

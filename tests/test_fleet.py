@@ -196,7 +196,7 @@ def test_missing_platform_or_runtime_fails_before_dispatch(fleet, driver_env, tm
     import backends
 
     from tuner.dispatch import DispatchError
-    from tuner.driver import Driver
+    from tuner.driver import Driver, show_plan
 
     t0 = time.monotonic()
     cfg = fleet_config(fleet, tmp_path, cache_dir, "cluster.platforms=[milan,nosuch]")
@@ -208,15 +208,24 @@ def test_missing_platform_or_runtime_fails_before_dispatch(fleet, driver_env, tm
     assert set(present) >= {HEAD, *WORKERS}, msg
     assert "'milan'" not in msg
 
-    # The space asks for LiteRT, which the Jetson node does not have.
+    # The space asks for LiteRT, which the Jetson node does not have: reported and
+    # skipped there (the plan says so), or a stop when the user asks for strictness.
     cfg = fleet_config(fleet, tmp_path, cache_dir, "cluster.platforms=[milan,jetson-nano]",
                        "space.backends=[onnxruntime,litert]")
+    printed: list[str] = []
+    show_plan(cfg, out=printed.append)
+    plan = printed[0]
+    jetson = plan.split("jetson-nano:")[1]
+    assert "runtimes: onnxruntime" in jetson and "skipped: litert" in jetson, plan
+    if backends.get("litert").available() is None:  # the other nodes do have it
+        assert "litert" in plan.split("milan:")[1].split("jetson-nano:")[0], plan
+    cfg = fleet_config(fleet, tmp_path, cache_dir, "cluster.platforms=[milan,jetson-nano]",
+                       "space.backends=[onnxruntime,litert]", "cluster.require_all_runtimes=true")
     with pytest.raises(DispatchError) as err:
         Driver(cfg).run()
     msg = str(err.value)
     assert "platform 'jetson-nano' has no node with runtime(s) litert" in msg, msg
-    if backends.get("litert").available() is None:  # the other nodes do have it
-        assert "'milan'" not in msg, msg
+    assert "'milan'" not in msg, msg
     assert not (tmp_path / "trials.parquet").exists()  # nothing was dispatched
     assert time.monotonic() - t0 < 60
 
@@ -445,35 +454,47 @@ def test_a_platform_held_after_a_node_loss_follows_the_cluster_view():
     """Ray can report NodeDiedError before the cluster lists the node dead: the platform is
     held (no new trial) until the list drops the node, or released if it never does."""
     from tuner.dispatch import NodeInfo
-    from tuner.driver import Driver, PlatformStudy
+    from tuner.scheduler import Scheduler
+    from tuner.trial import TrialConfig
 
-    class Fleet:  # what the driver asks of a dispatcher here
+    class Fleet:  # what the scheduler asks of a dispatcher, with a node that dies at once
         def __init__(self) -> None:
             self.alive = {"rpi4": [NodeInfo("a", "rpi4", "", 1), NodeInfo("b", "rpi4", "", 1)]}
+            self.refs: list[int] = []
 
         def platforms(self):
             return self.alive
 
-    driver = Driver.__new__(Driver)  # no config, study or Ray: only the bookkeeping
-    driver.dispatcher, driver._next_liveness = Fleet(), 0.0
-    ps = PlatformStudy("rpi4", "s.rpi4", None, devices=2, target=9)  # type: ignore[arg-type]
-    driver.studies = [ps]
+        def submit(self, cfg, timeout_s):
+            self.refs.append(len(self.refs))
+            return self.refs[-1]
 
-    now = time.monotonic()
-    ps.hold_until = now + 60  # a loss reported while both nodes are still listed
-    driver._check_liveness()
-    assert ps.held(time.monotonic()) and ps.devices == 2
-    driver.dispatcher.alive["rpi4"].pop()  # the cluster catches up: one node left
-    driver._next_liveness = 0.0
-    driver._check_liveness()
-    assert not ps.held(time.monotonic()) and ps.devices == 1 and ps.target == 9
+        def wait(self, refs, timeout_s):
+            return list(refs)
 
-    ps.hold_until = time.monotonic() - 1  # a false alarm: the hold ran out, node listed
-    driver._next_liveness = 0.0
-    driver._check_liveness()
-    assert ps.hold_until == 0.0 and ps.devices == 1
+        def result(self, ref):
+            return "node lost: NodeDiedError (node abc)"
 
-    ps.hold_until, driver._next_liveness = time.monotonic() + 60, 0.0
-    driver.dispatcher.alive = {}  # the last node goes: the platform's study stops
-    driver._check_liveness()
-    assert ps.devices == 0 and ps.target == ps.finished and "no rpi4 node left" in ps.best
+        def cancel(self, ref):
+            pass
+
+    fleet = Fleet()
+    scheduler = Scheduler(fleet, trial_timeout_s=60, liveness_period_s=0.0)
+    lane = scheduler.add_lane("rpi4", 2)
+    scheduler.submit(TrialConfig("s.rpi4", 0, "rpi4", {}, {}, "onnxruntime", {}, "SingleStream"))
+    (done,) = scheduler.poll(timeout_s=0)
+    assert done.result.cause.startswith("node lost") and not done.result.ok
+    # the loss was reported while both nodes are still listed: held, no trial may start
+    assert lane.held() and lane.devices == 2 and lane.free() == 0
+    fleet.alive["rpi4"].pop()  # the cluster catches up: one node left
+    scheduler.check_liveness()
+    assert not lane.held() and lane.devices == 1 and lane.free() == 1
+
+    lane.hold_until = time.monotonic() - 1  # a false alarm: the hold ran out, node listed
+    scheduler.check_liveness()
+    assert lane.hold_until == 0.0 and lane.devices == 1
+
+    lane.hold_until = time.monotonic() + 60
+    fleet.alive = {}  # the last node goes: the platform stops
+    scheduler.check_liveness()
+    assert lane.devices == 0 and "no rpi4 node left" in lane.stopped and not scheduler.holding

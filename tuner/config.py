@@ -74,7 +74,9 @@ class BackendConfig:
 class ScenarioConfig:
     name: str = "SingleStream"  # the LoadGen scenario
     knobs: Dict[str, ParamSpec] = field(default_factory=dict)  # e.g. batch_size (Offline)
-    server_load: float = 0.5  # Server target QPS as a fraction of the calibrated capacity
+    # Server target QPS as a fraction of the calibrated capacity: the one default (the
+    # oracle and the worker take it from the trial config, never a default of their own)
+    server_load: float = 0.3
     server_latency_ms: Optional[float] = None  # None: the benchmark's own bound
 
 

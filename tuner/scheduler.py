@@ -64,8 +64,10 @@ class Finished:
 
 
 class Scheduler:
-    def __init__(self, dispatcher, trial_timeout_s: float, grace_s: float = DRIVER_GRACE_S):
+    def __init__(self, dispatcher, trial_timeout_s: float, grace_s: float = DRIVER_GRACE_S,
+                 liveness_period_s: float = LIVENESS_PERIOD_S):
         self.dispatcher = dispatcher
+        self.liveness_period_s = liveness_period_s
         self.trial_timeout_s = float(trial_timeout_s)
         self.limit_s = self.trial_timeout_s + grace_s
         self.lanes: dict[str, Lane] = {}
@@ -152,7 +154,7 @@ class Scheduler:
         if now < self._next_liveness or not any(lane.inflight or lane.hold_until
                                                 for lane in self.lanes.values()):
             return []
-        self._next_liveness = now + LIVENESS_PERIOD_S
+        self._next_liveness = now + self.liveness_period_s
         alive = self.dispatcher.platforms()
         out = []
         for lane in self.lanes.values():
