@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
-from experiments.mlperf import (CATEGORY_SCENARIOS, COMPLIANT_MIN_DURATION_MS, INFERABLE,
-                                SCENARIOS, scenario_from_folder)
+from experiments.mlperf import (CATEGORY_SCENARIOS, COMPLIANT, COMPLIANT_MIN_DURATION_MS,
+                                INFERABLE, SCENARIOS, scenario_from_folder)
 from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS, VALID_STATUS
 
 # The seeds compiled into LoadGen 6.0.x (what FromConfig gives; read from the
@@ -249,7 +249,7 @@ def check_tree(root: str | Path) -> tuple[list[Failure], int]:
     if manifest.get("draft"):
         failures.append(Failure("tree.draft", str(root / MANIFEST), "packed with --draft"))
     for r in manifest.get("results", []):
-        if r.get("fidelity") not in (None, "compliant"):
+        if r.get("fidelity") not in (None, COMPLIANT):
             failures.append(Failure("perf.fidelity", f"{r['system']}/{r['model']}/{r['scenario']}",
                                     f"measured at fidelity {r['fidelity']!r}, not 'compliant'"))
     divisions = [d for d in _dirs(root) if d.name in VALID_DIVISIONS]

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from experiments.mlperf import COMPLIANT, SHORT
+
 
 @dataclass
 class Fidelity:
     """How long LoadGen measures. ``compliant`` keeps LoadGen's own rules (600 s)."""
 
-    name: str = "short"
+    name: str = SHORT
     min_duration_ms: int | None = 1000
     min_query_count: int | None = 64
     max_duration_ms: int | None = None
@@ -25,7 +27,7 @@ class Fidelity:
 
     @classmethod
     def compliant_run(cls) -> "Fidelity":
-        return cls("compliant", None, None, None)
+        return cls(COMPLIANT, None, None, None)
 
 
 @dataclass
