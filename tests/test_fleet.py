@@ -159,7 +159,7 @@ def test_one_study_per_platform_each_on_its_own_node(fleet, driver_env, tmp_path
     studies = Driver(cfg).run()  # its own RayDispatcher("ray", address) via make_dispatcher
     took = time.monotonic() - t0
     assert [ps.platform for ps in studies] == platforms
-    assert all(ps.devices == 1 for ps in studies)  # one dut_<platform> per node
+    assert all(ps.plan.devices == 1 for ps in studies)  # one dut_<platform> per node
 
     got = rows(tmp_path)
     assert sorted((r["study"], r["trial"]) for r in got) == sorted(
@@ -306,8 +306,8 @@ def test_nodes_lost_mid_trial_are_recorded_and_the_rest_finishes(fleet, driver_e
     assert all(r["state"] in ("complete", "infeasible") for r in by_platform[HEAD])
     ps = {s.platform: s for s in studies}
     assert ps[HEAD].finished == 3
-    assert ps[crash].devices == 0 == ps[hang].devices
-    assert "no x8664 node left" in ps[hang].best
+    assert ps[crash].lane.devices == 0 == ps[hang].lane.devices
+    assert "no x8664 node left" in ps[hang].ended
     # told to Optuna as measured-but-penalised, not left RUNNING
     for platform in (crash, hang):
         trials = load_study(tmp_path, f"fleet.{platform}").trials
@@ -320,42 +320,51 @@ def test_nodes_lost_mid_trial_are_recorded_and_the_rest_finishes(fleet, driver_e
     print(f"kill study {took:.1f}s")
 
 
+def start_and_kill(cmd, cwd, env, out: Path, log_path: Path, at_least: int) -> None:
+    """Run the driver until at least ``at_least`` trials are recorded and the next are in
+    flight, then SIGKILL it."""
+    t0 = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            records = out / "trials.parquet"
+            while time.monotonic() - t0 < 150 and proc.poll() is None:
+                if records.exists() and len(rows(out)) >= at_least:
+                    time.sleep(1.0)  # the next trials are asked and running (they take seconds)
+                    break
+                time.sleep(0.2)
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
 @slow
-def test_driver_killed_mid_study_resumes_without_loss_or_rerun(fleet, tmp_path, cache_dir):
+def test_driver_killed_twice_mid_study_resumes_without_loss_or_rerun(fleet, tmp_path, cache_dir):
     out = tmp_path / "run"
     platforms = [HEAD, "rpi4"]
-    n = 3
+    n = 4
     cmd = [sys.executable, "-m", "tuner", "+space=mobilenet", "cluster=ray",
            f"cluster.address={fleet['address']}", f"cluster.platforms=[{','.join(platforms)}]",
            f"study.n_trials={n}", "study.name=resume", f"hydra.run.dir={out}",
            f"cache_dir={cache_dir}", *SMALL]
     env = {**fleet["env"], "TUNER_CACHE_DIR": str(cache_dir)}
-    log = open(tmp_path / "first.log", "w")
     t0 = time.monotonic()
-    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        records = out / "trials.parquet"
-        while time.monotonic() - t0 < 150 and first.poll() is None:
-            if records.exists() and len(rows(out)) >= 2:
-                time.sleep(1.0)  # the next trials are asked and running (they take seconds)
-                break
-            time.sleep(0.2)
-        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-        first.send_signal(signal.SIGKILL)
-    finally:
-        if first.poll() is None:
-            first.kill()
-        first.wait()
-        log.close()
-    before = rows(out)
-    assert 2 <= len(before) < n * len(platforms)
-    journal = {p: load_study(out, f"resume.{p}") for p in platforms}
-    recorded = {(r["study"], r["trial"]) for r in before}
-    # in flight when killed (a trial recorded but not yet told is told from its record)
-    left_running = {p: [t.number for t in s.trials if t.state == optuna.trial.TrialState.RUNNING
-                        and (f"resume.{p}", t.number) not in recorded]
-                    for p, s in journal.items()}
-
+    left_running: dict[str, list[int]] = {p: [] for p in platforms}
+    snapshots = []
+    for kill, at_least in enumerate((2, 4)):  # killed twice in a row, mid-study each time
+        start_and_kill(cmd, tmp_path, env, out, tmp_path / f"run{kill}.log", at_least)
+        before = rows(out)
+        assert at_least <= len(before) < n * len(platforms)
+        recorded = {(r["study"], r["trial"]) for r in before}
+        for p in platforms:  # in flight when killed (recorded-but-not-told ones are told later)
+            trials = load_study(out, f"resume.{p}").trials
+            left_running[p] += [t.number for t in trials
+                                if t.state == optuna.trial.TrialState.RUNNING
+                                and (f"resume.{p}", t.number) not in recorded]
+        snapshots.append(before)
     assert any(left_running.values()), "no trial was in flight when the driver was killed"
 
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
@@ -363,27 +372,31 @@ def test_driver_killed_mid_study_resumes_without_loss_or_rerun(fleet, tmp_path, 
     took = time.monotonic() - t0
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
     after = rows(out)
-    assert after[:len(before)] == before  # nothing recorded before the kill changed or vanished
+    for before in snapshots:  # nothing recorded before a kill changed or vanished
+        assert after[:len(before)] == before
     keys = [(r["study"], r["trial"]) for r in after]
     assert len(keys) == len(set(keys))  # no trial recorded twice
     for p in platforms:
         name = f"resume.{p}"
         mine = [r for r in after if r["study"] == name]
         assert len(mine) == n, [(r["trial"], r["state"]) for r in mine]
+        assert len({r["params"] for r in mine}) == n  # no point measured twice
         assert all(r["state"] in ("complete", "infeasible") for r in mine)
         study = load_study(out, name)
-        complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+        complete = {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+                    and "cached_from" not in t.user_attrs}  # a repeat is told, not measured
         assert complete == {r["trial"] for r in mine}  # every told trial has exactly one record
-        failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-        # the trials the killed driver left running were re-queued once, never recorded
-        assert sorted(t.number for t in failed) == left_running[p]
+        failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL
+                  and "repeat_of_inflight" not in t.user_attrs]
+        # the trials a killed driver left running were re-queued once, never recorded
+        assert sorted(t.number for t in failed) == sorted(left_running[p])
         requeued = [t for t in study.trials if "requeued_from" in t.user_attrs]
-        assert sorted(t.user_attrs["requeued_from"] for t in requeued) == left_running[p]
+        assert sorted(t.user_attrs["requeued_from"] for t in requeued) == sorted(left_running[p])
         for t in requeued:
             src = next(f for f in failed if f.number == t.user_attrs["requeued_from"])
             assert t.params == src.params
-    print(f"\nresume: {len(before)} trials before the kill, {sum(map(len, left_running.values()))} "
-          f"re-queued, {took:.1f}s in all")
+    print(f"\nresume after two kills: {sum(map(len, left_running.values()))} re-queued, "
+          f"{took:.1f}s in all")
 
 
 @slow

@@ -33,7 +33,7 @@ from tuner.dispatch import DispatchError
 from tuner.outcome import AccuracyFloor, Recorder
 from tuner.plan import PlatformPlan, describe, make_plans, trial_config
 from tuner.progress import StudyProgress
-from tuner.scheduler import Finished, Scheduler
+from tuner.scheduler import Finished, Lane, Scheduler
 
 JOURNAL = "study.journal"
 # Objective values told for a trial with no measurement: worse than any real one, so the
@@ -56,6 +56,7 @@ class PlatformStudy:
     repeats_in_a_row: int = 0
     cached: int = 0  # proposals answered from the records
     ended: str = ""  # why the study stopped before its target
+    lane: Lane | None = None  # its devices in the scheduler
 
     @property
     def platform(self) -> str:
@@ -130,6 +131,8 @@ class Driver:
             for plan in plans:
                 self.scheduler.add_lane(plan.platform, plan.devices)
             self.studies = [self._open_study(plan) for plan in plans]
+            for ps in self.studies:
+                ps.lane = self.scheduler.lanes[ps.platform]
             self._loop()
         finally:
             if own:
