@@ -33,6 +33,9 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, DispatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # the run dir is full or read-only: the records so far are kept
+        print(f"error: cannot write the run's files: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 # Subcommands that work on an existing run dir take plain arguments, not Hydra overrides.

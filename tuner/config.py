@@ -171,12 +171,11 @@ def register() -> None:
 
 
 def _threads(n=0, *, _root_) -> int:
-    """${threads:N}: N, or the platform's core count when N is 0 ("all cores"): the cores
-    its nodes reported (platform.cores, set per platform by the plan), else this machine's."""
-    if int(n or 0) > 0:
-        return int(n)
-    cores = OmegaConf.select(_root_, "platform.cores", default=0)
-    return int(cores or 0) or (os.cpu_count() or 1)
+    """${threads:N}: the upper end of a thread knob. N, or all cores when N is 0; never more
+    than the cores the platform's nodes reported (platform.cores, set per platform by the
+    plan; 0 there means this machine's count), so a node pinned to one core searches 1."""
+    cores = int(OmegaConf.select(_root_, "platform.cores", default=0) or 0) or (os.cpu_count() or 1)
+    return min(int(n), cores) if int(n or 0) > 0 else cores
 
 
 class ConfigError(ValueError):

@@ -338,14 +338,18 @@ def run(cfg: DictConfig, console=None) -> Path:
     from experiments.report import print_fronts, render
 
     driver = Driver(cfg, console=console)
+    out = console.print if console is not None else print
     try:
         driver.run()
     finally:
         if driver.records.rows:
-            paths = render(driver.run_dir)
             print_fronts(driver.records.rows, console)
-            out = console.print if console is not None else print
             out(f"records: {driver.records.path}")
+            try:
+                paths = render(driver.run_dir)
+            except OSError as exc:  # a full or read-only disk: the records are what matter
+                out(f"report not written: {exc}")
+                paths = {}
             for kind, path in paths.items():
                 out(f"{kind}: {path}")
     return driver.run_dir
