@@ -6,9 +6,13 @@ Lifecycle, in the order the measuring harness calls it:
    when it can, else a one-line reason ("apache-tvm is not installed"). Called by node
    detection and before a trial loads anything, so a missing optional runtime is a clear
    message, never an ImportError in the middle of a study.
-2. ``load(model_path, options)``: build the session/engine/interpreter once per trial.
-   ``options`` are the runtime's knobs as the search space named them.
-3. ``warmup()``: a few predictions so first-call costs (allocation, JIT) stay out of
+2. ``Backend(model_path, options, cache_dir)`` then ``load()`` (or both at once:
+   ``backends.load(name, model_path, options, cache_dir)``): build the
+   session/engine/interpreter once per trial. ``options`` are the runtime's knobs as the
+   search space named them (an unknown one is a ``ValueError`` naming it); ``cache_dir``
+   is where a runtime may cache compiled artifacts (``backends.cache``). After ``load``,
+   ``input_shape`` is the batch shape the model takes.
+3. ``warmup(sample)``: a few predictions so first-call costs (allocation, JIT) stay out of
    LoadGen's figures.
 4. ``predict(batch)`` many times: a float32 NCHW batch in, logits (N, classes) out.
 5. ``close()``: free native resources before the next trial.

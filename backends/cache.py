@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -46,12 +47,22 @@ def cache_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _tmp_name(path: Path) -> Path:
+    """A sibling of ``path`` private to this process and thread; it keeps the suffix, since
+    some writers pick a format by it."""
+    return path.with_name(f"{path.stem}.tmp{os.getpid()}-{threading.get_ident()}{path.suffix}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader never sees a partial file."""
+    """Write ``data`` to ``path`` so a reader never sees a partial file. No lock: for
+    artifacts that are cheap to build twice (the last writer wins, with equal bytes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = _tmp_name(path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def publish_file(path: Path, build: Callable[[Path], None]) -> Path:
@@ -59,7 +70,7 @@ def publish_file(path: Path, build: Callable[[Path], None]) -> Path:
     Concurrent callers wait on the lock and find the finished file."""
     with cache_lock(path):
         if not path.exists():
-            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+            tmp = _tmp_name(path)
             try:
                 build(tmp)
                 os.replace(tmp, path)

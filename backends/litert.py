@@ -87,9 +87,6 @@ class LiteRTBackend(Backend):
         self._interp = None
 
 
-
-
-
 def _edgetpu_delegate():
     import ctypes
 

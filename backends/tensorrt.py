@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from backends.base import BackendUnavailable
-from backends.onnxruntime import OnnxRuntimeBackend
 from backends.cache import default_cache_dir
+from backends.onnxruntime import OnnxRuntimeBackend
 
 
 class TensorRTBackend(OnnxRuntimeBackend):

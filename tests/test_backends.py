@@ -39,3 +39,52 @@ def test_unknown_knob_is_named(cache_dir):
     path = w.model_file(w.variant(width=0.25, resolution=32, precision="fp32"))
     with pytest.raises(ValueError, match="intra_op_thread"):
         backends.load("onnxruntime", str(path), {"intra_op_thread": 1})
+
+
+def test_cpu_names_from_cpuinfo():
+    """One table maps /proc/cpuinfo to CPU names, for display and for TVM's LLVM mcpu."""
+    from backends.tvm_target import arm_core_name, llvm_cpu_from_cpuinfo
+
+    assert arm_core_name("0xd08") == "Cortex-A72" and arm_core_name(0xd0c) == "Neoverse-N1"
+    assert arm_core_name("0x999") is None and arm_core_name("n/a") is None
+    pi4 = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n"
+    assert llvm_cpu_from_cpuinfo(pi4) == "cortex-a72"
+    x86 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse4_2 avx avx2 fma\n"
+    assert llvm_cpu_from_cpuinfo(x86) == "haswell"
+    assert llvm_cpu_from_cpuinfo("processor\t: 0\n") is None
+
+
+def test_cache_publishes_whole_artifacts_once(tmp_path):
+    """A builder that fails leaves nothing behind; a published artifact is not rebuilt."""
+    from backends.cache import atomic_write_bytes, publish_dir, publish_file
+
+    calls = []
+
+    def build_file(tmp):
+        calls.append(tmp)
+        tmp.write_bytes(b"engine")
+
+    target = tmp_path / "tvm" / "model.so"
+    assert publish_file(target, build_file).read_bytes() == b"engine"
+    publish_file(target, build_file)
+    assert len(calls) == 1 and calls[0].suffix == ".so"  # temp names keep the suffix
+
+    def broken(tmp):
+        tmp.write_bytes(b"half")
+        raise RuntimeError("compiler crashed")
+
+    with pytest.raises(RuntimeError):
+        publish_file(tmp_path / "tvm" / "other.so", broken)
+    def broken_dir(tmp):
+        (tmp / "records.json").write_text("[")
+        raise RuntimeError("tuning crashed")
+
+    with pytest.raises(RuntimeError):
+        publish_dir(tmp_path / "tvm" / "db", broken_dir)
+    left = sorted(p.name for p in (tmp_path / "tvm").iterdir() if not p.name.endswith(".lock"))
+    assert left == ["model.so"], left
+
+    publish_dir(tmp_path / "tvm" / "db", lambda tmp: (tmp / "records.json").write_text("[]"))
+    assert (tmp_path / "tvm" / "db" / "records.json").read_text() == "[]"
+    atomic_write_bytes(tmp_path / "crops" / "a.npy", b"crop")
+    assert [p.name for p in (tmp_path / "crops").iterdir()] == ["a.npy"]

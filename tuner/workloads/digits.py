@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from backends.cache import content_hash, publish_file
 from backends.litert import edgetpu_compiled
 from tuner.workloads import digits_data
-from tuner.workloads.base import (Variant, Workload, atomic_write_bytes, cache_lock,
-                                  content_hash)
+from tuner.workloads.base import Variant, Workload
 from tuner.workloads.mobilenet import build_onnx, layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
@@ -86,9 +86,7 @@ class DigitsWorkload(Workload):
                            variant.precision, BUILDER_VERSION, *key_parts)
         path = self.cache_dir / "models" / f"{variant.name}-{key}{suffix}"
         if not path.exists():
-            with cache_lock(path):
-                if not path.exists():
-                    atomic_write_bytes(path, build())
+            publish_file(path, lambda tmp: tmp.write_bytes(build()))
         return path
 
     def _onnx_file(self, variant: Variant) -> Path:

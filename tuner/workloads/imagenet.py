@@ -39,6 +39,7 @@ folder if the images change in place).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import threading
@@ -50,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.cache import atomic_write_bytes
 from tuner.workloads.base import Variant, Workload
 # load_rgb is re-exported: the tests and users decode images as the workload does
 from tuner.workloads.imagenet_preprocess import PROFILES, load_rgb, resize_crop  # noqa: F401
@@ -370,12 +372,10 @@ class ImagenetWorkload(Workload):
                 crop = None  # a torn or foreign file: rebuild it
         if crop is None or crop.shape != (height, width, 3):
             crop = resize_crop(load_rgb(self.dataset_dir / name), height, width, interpolation)
-            if self.disk_cache:
-                disk.parent.mkdir(parents=True, exist_ok=True)
-                tmp = disk.with_name(f"{disk.name}.tmp{os.getpid()}.{threading.get_ident()}")
-                with open(tmp, "wb") as fh:
-                    np.save(fh, crop)
-                os.replace(tmp, disk)  # atomic: several workers may share one cache
+            if self.disk_cache:  # atomic: several workers and threads may share one cache
+                buffer = io.BytesIO()
+                np.save(buffer, crop)
+                atomic_write_bytes(disk, buffer.getvalue())
         _CROPS.put(key, crop)
         return crop
 
