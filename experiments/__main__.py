@@ -1,7 +1,13 @@
-"""python -m experiments report RUN_DIR         (re-render the Pareto report from the records)
+"""python -m experiments report RUN_DIR [--compare RUN_DIR...]
+                                               (re-render the Pareto report from the records,
+                                                other runs' fronts, e.g. published, beside)
 python -m experiments submission RUN_DIR --out DIR --org ORG --division open [--draft] ...
 python -m experiments check DIR [--draft]      (our checks of a packed tree; non-zero on failure)
-python -m experiments results DIR [--format md|csv]   (the results table of a packed tree)
+python -m experiments results DIR [--format md|csv] [--round vX.Y]
+                                               (the results table of a packed tree, a
+                                                published tree or an imported run dir)
+python -m experiments import TREE... --out RUN_DIR [--round vX.Y]
+                                               (published MLPerf results as records)
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("report", help="re-render pareto.csv/png/html from trials.parquet")
     rep.add_argument("run_dir")
+    rep.add_argument("--compare", nargs="+", default=None, metavar="RUN_DIR",
+                     help="draw these runs' fronts (e.g. imported published results) beside")
     pack = sub.add_parser("submission", help="pack promoted results as an MLPerf tree")
     pack.add_argument("run_dir")
     pack.add_argument("--out", required=True, help="new (or empty) folder for the tree")
@@ -34,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     res = sub.add_parser("results", help="print the results table of a packed tree")
     res.add_argument("dir")
     res.add_argument("--format", choices=["md", "csv"], default="md")
+    res.add_argument("--round", default=None, metavar="vX.Y",
+                     help="read DIR as a published tree of this round (default: from a "
+                          "folder named inference_results_vX.Y)")
+    imp = sub.add_parser("import", help="published MLPerf results trees -> trials.parquet")
+    imp.add_argument("trees", nargs="+", metavar="TREE")
+    imp.add_argument("--out", required=True, help="new run dir for the records")
+    imp.add_argument("--round", default=None, metavar="vX.Y",
+                     help="the round (default: from a folder named inference_results_vX.Y)")
     return parser
 
 
@@ -44,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.report import print_fronts, print_promoted, render
 
         try:
-            paths = render(args.run_dir)
+            paths = render(args.run_dir, compare=args.compare)
         except FileNotFoundError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -74,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "results":
         import csv
 
-        from experiments.results_table import TABLE_COLUMNS, markdown, results_table
+        from experiments.results_table import TABLE_COLUMNS, markdown
 
-        rows = results_table(args.dir)
+        rows = _results(args.dir, args.round)
         if not rows:
             print(f"error: no results under {args.dir}", file=sys.stderr)
             return 2
@@ -86,6 +102,48 @@ def main(argv: list[str] | None = None) -> int:
             writer.writerows(rows)
         else:
             print(markdown(rows))
+    elif args.command == "import":
+        return _import(args.trees, args.out, args.round)
+    return 0
+
+
+def _results(path: str, round_name: str | None) -> list[dict]:
+    """A run dir's published records, a published tree (round known), else a packed tree."""
+    from pathlib import Path
+
+    from experiments import published
+    from experiments.published_names import round_of
+    from experiments.records import FILENAME, read
+    from experiments.results_table import results_table
+
+    if (Path(path) / FILENAME).is_file():
+        return published.results_rows(read(path).to_pylist())
+    if round_name or round_of(list(Path(path).resolve().parts)):
+        rows, problems = published.import_trees([path], round_name)
+        for problem in problems:
+            print(f"skipped: {problem}", file=sys.stderr)
+        return published.results_rows(rows)
+    return results_table(path)
+
+
+def _import(trees: list[str], out: str, round_name: str | None) -> int:
+    from collections import Counter
+
+    from experiments.published import write_run
+
+    try:
+        rows, problems = write_run(trees, out, round_name)
+    except FileExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    if not rows:
+        print(f"error: no result imported from {', '.join(trees)}", file=sys.stderr)
+        return 2
+    for study, n in sorted(Counter(r["study"] for r in rows).items()):
+        print(f"{study}: {n} results")
+    print(f"imported {len(rows)} results ({len(problems)} skipped) into {out}/trials.parquet")
     return 0
 
 

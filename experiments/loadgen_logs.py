@@ -2,10 +2,13 @@
 
 Metrics come from the detail log's ``:::MLLOG`` keys, never from the summary text (whose
 wording changed in 2025). Every figure the project reports about speed passes through here.
+Published results of older rounds (plain-text detail logs, summaries only) are read by the
+functions at the end, into the same key names.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,3 +133,94 @@ def top1_accuracy(responses: dict[int, np.ndarray], labels: np.ndarray) -> Accur
         return Accuracy(0.0, 0, 0)
     good = sum(int(pred[0]) == int(labels[idx]) for idx, pred in responses.items())
     return Accuracy(good / len(responses), good, len(responses))
+
+
+# --------------------------------------------------------------------------- older rounds
+# LoadGen before MLLOG (v0.5, v0.7) wrote the detail log as plain text, one entry a line:
+#   "pid": 23283, "tid": 23283, "ts": 75545ns : result_validity : VALID
+# and every round writes the summary text, whose wording changed over the years ("90th
+# percentile latency (ns)" in v0.5-v1.x, "90.0th" in 2025): both are read by pattern into
+# the detail log's key names, so one headline rule reads any of them.
+_PLAIN_LINE = re.compile(r'^"pid":\s*\d+,\s*"tid":\s*\d+,\s*"ts":\s*\d+\s*[num]?s\s*:\s*'
+                         r'(?P<key>[^:]+?)\s*:\s*(?P<value>.*)$')
+_SUMMARY_PATTERNS = [
+    (re.compile(r"^Result is\s*:\s*(\S+)", re.I), "result_validity"),
+    (re.compile(r"^Scenario\s*:\s*(\S.*?)\s*$", re.I), "effective_scenario"),  # "Single Stream" early
+    (re.compile(r"^Min duration satisfied\s*:\s*(\S+)", re.I), "result_min_duration_met"),
+    (re.compile(r"^Min queries satisfied\s*:\s*(\S+)", re.I), "result_min_queries_met"),
+    (re.compile(r"^Samples per second\s*:\s*(\S+)", re.I), "result_samples_per_second"),
+    (re.compile(r"^Scheduled samples per second\s*:\s*(\S+)", re.I),
+     "result_scheduled_samples_per_second"),
+    (re.compile(r"^Completed samples per second\s*:\s*(\S+)", re.I),
+     "result_completed_samples_per_sec"),
+    (re.compile(r"^Samples per query\s*:\s*(\S+)", re.I), "result_samples_per_query"),
+    (re.compile(r"^QPS w/ loadgen overhead\s*:\s*(\S+)", re.I), "result_qps_with_loadgen_overhead"),
+    (re.compile(r"^QPS w/o loadgen overhead\s*:\s*(\S+)", re.I),
+     "result_qps_without_loadgen_overhead"),
+    (re.compile(r"^Mean latency \(ns\)\s*:\s*(\S+)", re.I), "result_mean_latency_ns"),
+    (re.compile(r"^Early stopping 90th percentile estimate\s*:\s*(\S+)", re.I),
+     "early_stopping_latency_ss"),
+    (re.compile(r"^Early stopping 99th percentile estimate\s*:\s*(\S+)", re.I),
+     "early_stopping_latency_ms"),
+]
+# "90th percentile latency (ns)", "90.0th percentile latency (ns)", "90.00 percentile ..."
+_PERCENTILE = re.compile(r"^(\d+(?:\.\d+)?)(?:th)?\s+percentile latency \(ns\)\s*:\s*(\d+)", re.I)
+
+
+def _scalar(text: str):
+    text = text.strip()
+    low = text.lower()
+    if low in ("true", "yes"):
+        return True
+    if low in ("false", "no"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def is_mllog(text: str) -> bool:
+    return any(line.startswith(PREFIX) for line in text.splitlines())
+
+
+def parse_plain_detail(text: str) -> DetailLog:
+    """A pre-MLLOG (v0.5/v0.7) detail log as the same key -> value map; an entry whose key
+    is ERROR or WARNING is kept as an error or warning."""
+    values: dict[str, object] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    for line in text.splitlines():
+        m = _PLAIN_LINE.match(line.strip())
+        if not m:
+            continue
+        key, value = m["key"], m["value"]
+        if key.upper().startswith("ERROR"):
+            errors.append(value)
+        elif key.upper().startswith("WARNING"):
+            warnings.append(value)
+        else:
+            values[key] = _scalar(value)
+    return DetailLog(values, errors, warnings)
+
+
+def parse_summary(text: str) -> DetailLog:
+    """``mlperf_log_summary.txt`` read by pattern into detail-log key names
+    (``result_validity``, ``result_90.00_percentile_latency_ns``, ...). The headline line
+    ("90th percentile latency (ns)") and the additional stats line ("90.00 percentile")
+    both land on the percentile's key."""
+    values: dict[str, object] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = _PERCENTILE.match(line)
+        if m:
+            values.setdefault(f"result_{float(m[1]):.2f}_percentile_latency_ns", int(m[2]))
+            continue
+        for pattern, key in _SUMMARY_PATTERNS:
+            m = pattern.match(line)
+            if m:
+                values.setdefault(key, _scalar(m[1]))
+                break
+    return DetailLog(values)

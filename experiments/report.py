@@ -2,6 +2,10 @@
 
 One section per study (a study is one platform's search). The HTML embeds plotly.js, so it
 opens offline; the PNG is matplotlib with the Agg backend, so it renders on a headless node.
+A study's search rows are its short runs, or the replayed or published rows of a replay
+or an import; ``compare=`` draws other runs' fronts (e.g. published results) beside it.
+Every string in the HTML that came from a config, a model file name or an imported tree
+is escaped (``_esc``): a model folder may be named anything.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from experiments import compare as comparing
 from experiments import pareto
 from experiments.records import read
 
@@ -38,14 +43,28 @@ def studies(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def _esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def is_search(row: dict[str, Any]) -> bool:
+    """A row of a study's search (short, replayed, published, simulated), not a
+    re-measurement of one of its points."""
+    return row["fidelity"] not in comparing.NOT_SEARCH
+
+
+def searched(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in group if is_search(r)]
+
+
 def remeasured(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A study's rows that are not search trials (compliant, reduced, reproduce)."""
-    return [r for r in group if r["fidelity"] != "short"]
+    return [r for r in group if not is_search(r)]
 
 
 def _plottable(group: list[dict[str, Any]], speed: str) -> dict[str, list[dict[str, Any]]]:
     """fidelity -> re-measured rows on the study's own axes (its scenario, measured)."""
-    short = [r for r in group if r["fidelity"] == "short"]
+    short = searched(group)
     scenario = short[0]["scenario"] if short else None
     out: dict[str, list[dict[str, Any]]] = {}
     for r in remeasured(group):
@@ -54,21 +73,25 @@ def _plottable(group: list[dict[str, Any]], speed: str) -> dict[str, list[dict[s
     return out
 
 
-def fronts(rows: list[dict[str, Any]], fidelity: str = "short") -> dict[str, list[dict[str, Any]]]:
-    """study -> its Pareto front at one fidelity."""
-    return {name: pareto.front([r for r in group if r["fidelity"] == fidelity],
+def fronts(rows: list[dict[str, Any]], fidelity: str | None = None
+           ) -> dict[str, list[dict[str, Any]]]:
+    """study -> its Pareto front over its search rows (or the rows of one fidelity)."""
+    return {name: pareto.front([r for r in group if (r["fidelity"] == fidelity if fidelity
+                                                     else is_search(r))],
                                group[0]["objective"])
             for name, group in studies(rows).items()}
 
 
-def render(run_dir: str | Path) -> dict[str, Path]:
-    """Write the three report files into ``run_dir`` from its records."""
+def render(run_dir: str | Path, compare: list[str | Path] | None = None) -> dict[str, Path]:
+    """Write the three report files into ``run_dir`` from its records; ``compare``: run
+    dirs (e.g. imported published results) whose fronts are drawn beside each study's."""
     run_dir = Path(run_dir)
     rows = read(run_dir).to_pylist()
     front = fronts(rows)
+    others = comparing.load(compare or [])
     return {"csv": write_csv(run_dir / "pareto.csv", front),
-            "png": write_png(run_dir / "pareto.png", rows, front),
-            "html": write_html(run_dir / "pareto.html", rows, front)}
+            "png": write_png(run_dir / "pareto.png", rows, front, others),
+            "html": write_html(run_dir / "pareto.html", rows, front, others)}
 
 
 def write_csv(path: Path, front: dict[str, list[dict[str, Any]]]) -> Path:
@@ -81,10 +104,20 @@ def write_csv(path: Path, front: dict[str, list[dict[str, Any]]]) -> Path:
 
 
 def _label(row: dict[str, Any]) -> str:
-    return f"#{row['trial']} {row['backend']} {row['model']}"
+    """Hover text of a point in the HTML: escaped (plotly renders it as markup)."""
+    return _esc(f"#{row['trial']} {row['backend']} {row['model']}")
 
 
-def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -> Path:
+OTHER_COLOURS = ["tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"]
+PLOTLY_OTHER = ["seagreen", "mediumpurple", "sienna", "olive", "teal"]
+
+
+def _other_fronts(others, group: list[dict[str, Any]], speed: str):
+    return comparing.matching(others or [], group[0]["platform"], speed)
+
+
+def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
+              others: list | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,8 +128,8 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) ->
                              squeeze=False)
     for ax, (name, group) in zip(axes[0], groups.items()):
         speed = group[0]["objective"]
-        measured = [r for r in group if r[speed] is not None and r["accuracy"] is not None
-                    and r["fidelity"] == "short"]
+        measured = [r for r in searched(group) if r[speed] is not None
+                    and r["accuracy"] is not None]
         for fidelity, pts in _plottable(group, speed).items():
             ax.scatter([r[speed] for r in pts], [r["accuracy"] for r in pts], zorder=5,
                        label=f"{fidelity} ({len(pts)})",
@@ -114,12 +147,19 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) ->
             for r in best:
                 ax.annotate(f"{r['backend']}\n{r['model']}", (r[speed], r["accuracy"]),
                             fontsize=6, xytext=(4, -8), textcoords="offset points")
-        floors = {r["accuracy_floor"] for r in group if r.get("accuracy_floor") is not None}
+        for colour, other in zip(OTHER_COLOURS * 4, _other_fronts(others, group, speed)):
+            ax.plot([r[speed] for r in other.rows], [r["accuracy"] for r in other.rows], "--s",
+                    c=colour, ms=4, label=f"{other.label} front ({len(other.rows)})",
+                    drawstyle="steps-post" if speed == "latency_ms" else "steps-pre")
+        floors = {r["accuracy_floor"] for r in group if r.get("accuracy_floor")}  # 0: none
         for floor in floors:
             ax.axhline(floor, ls="--", c="tab:orange", lw=1, label=f"accuracy floor {floor:.3f}")
-        short = [r for r in group if r["fidelity"] == "short"]
+        short = searched(group)
         failed = sum(r["state"] == "failed" for r in short)
-        ax.set_title(f"{name}  ({len(short)} trials, {failed} failed)")
+        # infeasible without figures: INVALID runs, replayed points not in the table
+        blank = sum(r["state"] == "infeasible" and r[speed] is None for r in short)
+        ax.set_title(f"{name}  ({len(short)} trials, {failed} failed"
+                     + (f", {blank} infeasible without figures)" if blank else ")"))
         ax.set_xlabel(SPEED_LABEL[speed])
         ax.set_ylabel("top-1 accuracy (LoadGen accuracy run)")
         if speed == "latency_ms":
@@ -132,7 +172,8 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) ->
     return path
 
 
-def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -> Path:
+def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
+               others: list | None = None) -> Path:
     import plotly.graph_objects as go
 
     sections = []
@@ -141,12 +182,12 @@ def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -
         speed = group[0]["objective"]
         fig = go.Figure()
         for state, symbol in (("complete", "circle"), ("infeasible", "x")):
-            pts = [r for r in group if r["state"] == state and r[speed] is not None
-                   and r["accuracy"] is not None and r["fidelity"] == "short"]
+            pts = [r for r in searched(group) if r["state"] == state and r[speed] is not None
+                   and r["accuracy"] is not None]
             fig.add_trace(go.Scatter(
                 x=[r[speed] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
                 name=state, marker=dict(symbol=symbol, size=9, opacity=0.6),
-                text=[f"{_label(r)}<br>{html.escape(r['params'] or '')}<br>{r['cause'] or ''}"
+                text=[f"{_label(r)}<br>{_esc(r['params'])}<br>{_esc(r['cause'])}"
                       for r in pts], hoverinfo="text+x+y"))
         best = front.get(name, [])
         fig.add_trace(go.Scatter(
@@ -159,10 +200,18 @@ def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -
                 x=[r[speed] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
                 name=fidelity, marker=dict(symbol=PLOTLY_SYMBOL.get(fidelity, "square"), size=15,
                                            line=dict(width=1, color="black")),
-                text=[f"{_label(r)} [{fidelity}] {'VALID' if r['valid'] else 'INVALID'}"
+                text=[f"{_label(r)} [{_esc(fidelity)}] {'VALID' if r['valid'] else 'INVALID'}"
                       for r in pts], hoverinfo="text+x+y"))
-        short = [r for r in group if r["fidelity"] == "short"]
-        fig.update_layout(title=f"{name}: {len(short)} trials", xaxis_title=SPEED_LABEL[speed],
+        beside = _other_fronts(others, group, speed)
+        for colour, other in zip(PLOTLY_OTHER * 4, beside):
+            fig.add_trace(go.Scatter(
+                x=[r[speed] for r in other.rows], y=[r["accuracy"] for r in other.rows],
+                mode="lines+markers", name=_esc(f"{other.label} front"),
+                line=dict(color=colour, shape="hv", dash="dash"),
+                marker=dict(size=8, color=colour, symbol="square"),
+                text=[_label(r) for r in other.rows], hoverinfo="text+x+y"))
+        short = searched(group)
+        fig.update_layout(title=_esc(f"{name}: {len(short)} trials"), xaxis_title=SPEED_LABEL[speed],
                           yaxis_title="top-1 accuracy", height=480,
                           xaxis_type="log" if speed == "latency_ms" else "linear")
         plot = fig.to_html(full_html=False, include_plotlyjs=True if first else False)
@@ -170,7 +219,10 @@ def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list]) -
         again = remeasured(group)
         promoted = (f"<h3>Re-measured (promoted to compliant runs, reproduced)</h3>"
                     f"{_table(again, PROMOTED_COLUMNS)}" if again else "")
-        sections.append(f"<h2>{html.escape(name)}</h2>{plot}{_front_table(best, speed)}{promoted}")
+        compared = "".join(f"<h3>Compared: {_esc(o.label)}</h3>{_front_table(o.rows, speed)}"
+                           for o in beside)
+        sections.append(f"<h2>{_esc(name)}</h2>{plot}{_front_table(best, speed)}{promoted}"
+                        f"{compared}")
     failed = [r for r in rows if r["state"] != "complete"]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>tuner: Pareto report</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
@@ -190,7 +242,7 @@ def _front_table(rows: list[dict[str, Any]], speed: str) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in head) + "</tr>"
         for r in rows)
-    return ("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + f"</tr>{body}</table>")
+    return ("<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in head) + f"</tr>{body}</table>")
 
 
 def _cause_table(rows: list[dict[str, Any]]) -> str:
@@ -201,7 +253,7 @@ def _table(rows: list[dict[str, Any]], head: list[str]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in head) + "</tr>"
         for r in rows)
-    return "<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + f"</tr>{body}</table>"
+    return "<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in head) + f"</tr>{body}</table>"
 
 
 def fmt(value, missing: str = "") -> str:
@@ -232,7 +284,8 @@ def print_fronts(rows: list[dict[str, Any]], console=None) -> None:
             # "onnxruntime.intra_op_threads" -> "intra_op_threads": the backend has a column
             knobs = " ".join(f"{k.split('.', 1)[-1]}={v}"
                              for k, v in json.loads(r["params"] or "{}").items()
-                             if k not in ("width", "resolution", "precision", "backend"))
+                             if k not in ("width", "resolution", "precision", "backend",
+                                          "family", "variant"))
             table.add_row(str(r["trial"]), r["backend"], r["model"], f"{r[speed]:.4g}",
                           f"{r['accuracy']:.4f}", knobs)
         console.print(table)

@@ -26,9 +26,9 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.mlperf import SHORT, scenario as scenario_facts
+from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
 from experiments.records import Records
-from tuner.config import ConfigError, validate
+from tuner.config import BackendConfig, ConfigError, SpaceConfig, validate
 from tuner.dispatch import DispatchError
 from tuner.outcome import AccuracyFloor, Recorder
 from tuner.plan import PlatformPlan, describe, make_plans, trial_config
@@ -78,6 +78,8 @@ class Driver:
         self.run_dir = Path(cfg.run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.objective = scenario_facts(cfg.scenario.name).objective
+        # the fidelity this run's search records carry: a replayed answer is never "short"
+        self.fidelity = REPLAY if cfg.cluster.mode == "replay" else SHORT
         self.records = Records(self.run_dir)
         self.storage = optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(self.run_dir / JOURNAL)))
@@ -97,7 +99,7 @@ class Driver:
         study.set_metric_names([self.objective, "accuracy"])
         ps = PlatformStudy(plan, name, study, int(self.cfg.study.n_trials))
         for row in self.records.rows:
-            if row["study"] == name and row["fidelity"] == SHORT:
+            if row["study"] == name and row["fidelity"] == self.fidelity:
                 ps.measured.setdefault(point_key(json.loads(row["params"])), row["trial"])
         self._recover(ps)
         return ps
@@ -109,7 +111,7 @@ class Driver:
             if frozen.state == states.COMPLETE:
                 ps.finished += "cached_from" not in frozen.user_attrs
             elif frozen.state in (states.RUNNING, states.WAITING) and frozen.params:
-                row = self.records.find(ps.name, frozen.number)
+                row = self.records.find(ps.name, frozen.number, self.fidelity)
                 trial = optuna.trial.Trial(ps.study, frozen._trial_id)
                 if row is not None:
                     self._tell(ps, trial, row)
@@ -192,7 +194,7 @@ class Driver:
         """Tell a repeated proposal the figures already recorded (no measurement, no trial
         counted). An earlier trial still in flight has no figures yet: the proposal is told
         as failed (samplers ignore it) and the caller stops asking for now."""
-        row = self.records.find(ps.name, earlier)
+        row = self.records.find(ps.name, earlier, self.fidelity)
         if row is None:
             trial.set_user_attr("repeat_of_inflight", earlier)
             ps.study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -238,7 +240,7 @@ class Driver:
 
 def best_text(rows: list[dict[str, Any]], study: str, objective: str) -> str:
     done = [r for r in rows if r["study"] == study and r["state"] == "complete"
-            and r["fidelity"] == SHORT]
+            and r["fidelity"] in (SHORT, REPLAY)]
     if not done:
         return "(no feasible trial yet)"
     pick = max if objective == "qps" else min
@@ -306,11 +308,15 @@ def with_table_space(cfg: DictConfig, dispatcher) -> DictConfig:
     table = dispatcher.space_config()
     cfg = copy.deepcopy(cfg)
     OmegaConf.set_struct(cfg, False)
-    cfg.space = {"name": table.get("name", "replay"), "model": table["model"],
-                 "backends": list(table["backends"])}
+    # typed nodes: OmegaConf refuses a plain dict where the schema has a dataclass
+    cfg.space = OmegaConf.merge(OmegaConf.structured(SpaceConfig), {
+        "name": table.get("name", "replay"), "model": table["model"],
+        "backends": list(table["backends"])})
     for runtime in table["backends"]:
-        cfg.backends[runtime] = {"knobs": (table.get("knobs") or {}).get(runtime, {}),
-                                 "fixed": {}}
+        cfg.backends[runtime] = OmegaConf.merge(OmegaConf.structured(BackendConfig), {
+            "knobs": (table.get("knobs") or {}).get(runtime, {}), "fixed": {}})
+    # scenario knobs too are the table's (e.g. batch_size of recorded Offline runs)
+    cfg.scenario.knobs = table.get("params") or {}
     OmegaConf.set_struct(cfg, True)
     return cfg
 
@@ -325,8 +331,11 @@ def cluster_plans(cfg: DictConfig, dispatcher) -> list[PlatformPlan]:
 
 def show_plan(cfg: DictConfig, out=print) -> None:
     """Print each platform's plan (nodes, runtimes, knob ranges) and run nothing."""
+    dispatcher = make_dispatcher(cfg) if cfg.cluster.mode == "replay" else None
+    if dispatcher is not None:  # the space is the table's: needed before validate
+        cfg = with_table_space(cfg, dispatcher)
     validate(cfg)
-    dispatcher = make_dispatcher(cfg)
+    dispatcher = dispatcher or make_dispatcher(cfg)
     try:
         out(describe(cluster_plans(cfg, dispatcher)))
     finally:

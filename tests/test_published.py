@@ -1,0 +1,267 @@
+"""Published MLPerf results as records: the real v1.0 excerpt in ../shared/published, a
+pre-MLLOG (v0.7-style) tree, a tree with broken results, the CLI, the compare report,
+HTML escaping, and that published/replayed rows are never promoted or packed."""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from experiments import published
+from experiments.__main__ import main as cli
+from experiments.published_names import parse_model, platform_of, runtime_of
+from experiments.records import FILENAME, read, write
+from tests.conftest import ROOT
+
+V10 = ROOT.parent / "shared" / "published" / "inference_results_v1.0"
+needs_v10 = pytest.mark.skipif(not V10.is_dir(), reason=f"no published excerpt at {V10}")
+
+
+@pytest.fixture(scope="module")
+def v10():
+    rows, problems = published.import_trees([V10])
+    return rows, problems
+
+
+# --------------------------------------------------------------------------- the v1.0 excerpt
+
+@needs_v10
+def test_v10_excerpt_imports_every_result(v10):
+    rows, problems = v10
+    scenario_dirs = [p for p in V10.glob("open/*/results/*/*/*") if p.is_dir()]
+    assert problems == []
+    assert len(rows) == len(scenario_dirs) == 752  # 4 systems x 94 models x 2 scenarios
+    assert {r["platform"] for r in rows} == {"rpi4", "jetson-xavier"}
+    assert {r["backend"] for r in rows} == {"tflite", "armnn"}
+    assert Counter(r["study"] for r in rows) == {
+        f"published.{p}.{s}": 188 for p in ("rpi4", "jetson-xavier")
+        for s in ("singlestream", "offline")}
+    assert all(r["fidelity"] == "published" and r["source"] for r in rows)
+    facts = json.loads(rows[0]["system"])
+    assert (facts["round"], facts["division"], facts["submitter"]) == ("v1.0", "open", "Krai")
+    assert facts["system_json"]["framework"]
+
+
+@needs_v10
+def test_v10_figures_equal_the_summaries_and_accuracy_txt(v10):
+    rows, _ = v10
+    for r in rows:
+        sdir = Path(r["source"])
+        summary = (sdir / "performance/run_1/mlperf_log_summary.txt").read_text()
+        p90 = int(re.search(r"^90th percentile latency \(ns\)\s*:\s*(\d+)", summary, re.M)[1])
+        assert r["p90_latency_ms"] == p90 / 1e6
+        if r["scenario"] == "SingleStream":
+            assert r["latency_ms"] == p90 / 1e6  # v1.0's SingleStream headline
+        else:  # Offline inferred from the SingleStream run, as the checker does
+            qps = float(re.search(r"^QPS w/o loadgen overhead\s*:\s*(\S+)", summary, re.M)[1])
+            assert r["qps"] == pytest.approx(qps, abs=0.01)
+        acc = re.match(r"accuracy=([\d.]+)%", (sdir / "accuracy/accuracy.txt").read_text())
+        assert r["accuracy"] == pytest.approx(float(acc[1]) / 100, abs=1e-9)
+        assert r["valid"] == ("Result is : VALID" in summary)
+
+
+@needs_v10
+def test_v10_model_structure_parsed(v10):
+    rows, _ = v10
+    by_model = {r["model"]: json.loads(r["params"]) for r in rows}
+    assert by_model["mobilenet-v1-0.25-128-quantized"] == {
+        "family": "mobilenet-v1", "width": 0.25, "resolution": 128, "precision": "int8",
+        "backend": by_model["mobilenet-v1-0.25-128-quantized"]["backend"]}
+    assert by_model["mobilenet-v2-1.4-224-non-quantized"]["precision"] == "fp32"
+    assert all(p.get("family") for p in by_model.values())
+
+
+def test_model_and_system_names():
+    assert parse_model("mobilenet-v3-large_224_1.0_uint8") == {
+        "family": "mobilenet-v3", "variant": "large", "width": 1.0, "resolution": 224,
+        "precision": "int8"}
+    assert parse_model("efficientnet-lite3-non-quantized") == {
+        "family": "efficientnet-lite", "variant": "lite3", "precision": "fp32"}
+    assert parse_model("my-own-net-v7") == {}  # nothing guessed
+    pi = {"system_name": "Raspberry Pi 4", "host_processor_model_name": "Arm Cortex-A72 MP4",
+          "accelerators_per_node": "0", "accelerator_model_name": "-"}
+    assert platform_of(pi) == "rpi4"  # a "coral" folder name without a listed accelerator
+    assert platform_of({**pi, "accelerators_per_node": "1",
+                        "accelerator_model_name": "Google Coral Edge TPU"}) == "rpi4-coral"
+    assert platform_of({"host_processor_model_name": "NVIDIA Carmel (ARMv8.2)"}) == "jetson-xavier"
+    assert platform_of({"host_processor_model_name": "Mystery CPU"}) is None
+    assert runtime_of("TFLite v2.4.1 (ruy)") == ("tflite", "2.4.1")
+    assert runtime_of("ArmNN v21.02 (Neon)") == ("armnn", "21.02")
+
+
+# --------------------------------------------------------------------------- synthetic trees
+
+SYSTEM = {"division": "open", "submitter": "Acme", "system_name": "Raspberry Pi 4",
+          "host_processor_model_name": "Arm Cortex-A72", "accelerators_per_node": "0",
+          "accelerator_model_name": "-", "framework": "TFLite v2.1", "system_type": "edge"}
+SUMMARY_07 = """================================================
+MLPerf Results Summary
+================================================
+SUT name : TFLite_SUT
+Scenario : Single Stream
+Mode     : Performance
+90th percentile latency (ns) : {p90}
+Result is : {validity}
+  Min duration satisfied : Yes
+  Min queries satisfied : Yes
+================================================
+Additional Stats
+================================================
+QPS w/ loadgen overhead         : 40.00
+QPS w/o loadgen overhead        : 41.00
+90.00 percentile latency (ns)   : {p90}
+"""
+# The pre-MLLOG detail log: "pid", "tid", "ts" then key : value.
+DETAIL_07 = """"pid": 100, "tid": 100, "ts": 1000ns : loadgen_version : 0.7 @ abc
+"pid": 100, "tid": 100, "ts": 2000ns : effective_scenario : SingleStream
+"pid": 100, "tid": 100, "ts": 9000ns : result_validity : {validity}
+"pid": 100, "tid": 100, "ts": 9000ns : result_90.00_percentile_latency_ns : {p90}
+"pid": 100, "tid": 100, "ts": 9000ns : result_qps_with_loadgen_overhead : 40.0
+"""
+
+
+def _result(root: Path, system: str, model: str, scenario: str, *, p90=25_000_000,
+            validity="VALID", accuracy="accuracy=70.500%, good=35250, total=50000",
+            summary=True, detail=True) -> Path:
+    sdir = root / "open" / "Acme" / "results" / system / model / scenario
+    run = sdir / "performance" / "run_1"
+    run.mkdir(parents=True)
+    if summary:
+        (run / "mlperf_log_summary.txt").write_text(
+            SUMMARY_07.format(p90=p90, validity=validity))
+    if detail:
+        (run / "mlperf_log_detail.txt").write_text(DETAIL_07.format(p90=p90, validity=validity))
+    if accuracy is not None:
+        (sdir / "accuracy").mkdir()
+        (sdir / "accuracy" / "accuracy.txt").write_text(accuracy + "\n")
+    systems = root / "open" / "Acme" / "systems"
+    systems.mkdir(parents=True, exist_ok=True)
+    if not (systems / f"{system}.json").exists() and system != "no-json":
+        (systems / f"{system}.json").write_text(json.dumps(SYSTEM))
+    return sdir
+
+
+def test_plain_text_detail_log_of_an_older_round(tmp_path):
+    tree = tmp_path / "inference_results_v0.7"
+    _result(tree, "pi4-tflite", "mobilenet-v1-1.0-224-quantized", "singlestream", p90=31_500_000)
+    _result(tree, "pi4-tflite", "mobilenet-v1-0.5-128-quantized", "singlestream",
+            p90=9_000_000, validity="INVALID")
+    # summary gone: the plain-text detail log alone still gives the figures
+    _result(tree, "pi4-tflite", "mobilenet-v1-0.5-160-quantized", "singlestream",
+            p90=12_000_000, summary=False)
+    rows, problems = published.import_trees([tree])
+    assert problems == []
+    by_model = {r["model"]: r for r in rows}
+    first = by_model["mobilenet-v1-1.0-224-quantized"]
+    assert (first["scenario"], first["latency_ms"], first["accuracy"]) == ("SingleStream", 31.5, 0.705)
+    assert json.loads(first["system"])["round"] == "v0.7"
+    assert json.loads(first["system"])["headline_log"] == "summary"  # v0.7's checker read it
+    invalid = by_model["mobilenet-v1-0.5-128-quantized"]
+    assert (invalid["state"], invalid["valid"]) == ("infeasible", False)
+    assert invalid["cause"].startswith("LoadGen run INVALID")
+    text_only = by_model["mobilenet-v1-0.5-160-quantized"]
+    assert text_only["latency_ms"] == 12.0
+    assert json.loads(text_only["system"])["headline_log"] == "text"
+
+
+def test_broken_results_are_reported_and_skipped(tmp_path):
+    tree = tmp_path / "inference_results_v0.7"
+    good = _result(tree, "pi4-tflite", "mobilenet-v1-1.0-224-quantized", "singlestream")
+    no_acc = _result(tree, "pi4-tflite", "mobilenet-v1-0.5-224-quantized", "singlestream",
+                     accuracy=None)
+    bad_acc = _result(tree, "pi4-tflite", "mobilenet-v1-0.25-224-quantized", "singlestream",
+                      accuracy="mAP=22.1%")
+    no_logs = _result(tree, "pi4-tflite", "mobilenet-v1-0.75-224-quantized", "singlestream",
+                      summary=False, detail=False)
+    _result(tree, "no-json", "mobilenet-v1-1.0-224-quantized", "singlestream")
+    rows, problems = published.import_trees([tree])
+    assert [r["source"] for r in rows] == [str(good.resolve())]
+    why = {Path(p.path).name if Path(p.path).name != "singlestream" else Path(p.path).parent.name:
+           p.why for p in problems}
+    assert why[no_acc.parent.name] == "no accuracy/accuracy.txt"
+    assert "no 'accuracy=N%" in why[bad_acc.parent.name]
+    assert "neither mlperf_log_detail.txt nor mlperf_log_summary.txt" in why[no_logs.parent.name]
+    assert "system description unreadable" in why["no-json.json"]
+
+
+def test_cli_import_then_results_and_refuse_overwrite(tmp_path, capsys):
+    tree = tmp_path / "inference_results_v0.7"
+    _result(tree, "pi4-tflite", "mobilenet-v1-1.0-224-quantized", "singlestream", p90=31_500_000)
+    _result(tree, "pi4-tflite", "broken-model", "singlestream", accuracy=None)
+    out = tmp_path / "run"
+    assert cli(["import", str(tree), "--out", str(out)]) == 0
+    err = capsys.readouterr()
+    assert "imported 1 results (1 skipped)" in err.out and "broken-model" in err.err
+    assert len(read(out).to_pylist()) == 1
+    assert cli(["import", str(tree), "--out", str(out)]) == 2  # never over earlier records
+    capsys.readouterr()
+    for source in (out, tree):  # an imported run dir, and the tree itself
+        assert cli(["results", str(source), "--format", "csv"]) == 0
+        text = capsys.readouterr().out
+        assert "mobilenet-v1-1.0-224-quantized" in text and "31.5" in text
+        assert "90th percentile latency" in text
+
+
+# --------------------------------------------------------------------------- reports
+
+def _row(**kw):
+    base = {"study": "mine.rpi4", "trial": 0, "state": "complete", "fidelity": "short",
+            "platform": "rpi4", "node": "n1", "backend": "litert", "model": "m",
+            "scenario": "SingleStream", "objective": "latency_ms",
+            "params": json.dumps({"width": 1.0}), "latency_ms": 5.0, "p90_latency_ms": 5.0,
+            "accuracy": 0.7, "valid": True, "log_dir": "", "config": "{}", "system": "{}"}
+    return {**base, **kw}
+
+
+def test_report_escapes_hostile_names(tmp_path):
+    from experiments.report import render
+
+    evil = "<script>alert(1)</script>"
+    write(tmp_path / FILENAME, [
+        _row(model=evil, backend=evil, params=json.dumps({"width": evil})),
+        _row(trial=1, model="ok", latency_ms=9.0, accuracy=0.5, state="infeasible",
+             cause=evil, valid=False),
+        _row(study=evil, trial=0, model=evil)])
+    page = render(tmp_path)["html"].read_text()
+    assert evil not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_compare_draws_published_fronts_beside_ours(tmp_path):
+    from experiments.report import render
+
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    write(mine / FILENAME, [_row(trial=i, latency_ms=5.0 + i, accuracy=0.6 + i / 20)
+                            for i in range(3)])
+    write(theirs / FILENAME, [
+        _row(study="published.rpi4.singlestream", fidelity="published", trial=i,
+             model=f"pub-{i}", latency_ms=4.0 + i, accuracy=0.65 + i / 20) for i in range(3)]
+        + [_row(study="published.milan.singlestream", fidelity="published", platform="milan",
+                model="far-away", latency_ms=1.0)])
+    paths = render(mine, compare=[theirs])
+    page = paths["html"].read_text()
+    assert "published.rpi4.singlestream [theirs] front" in page
+    assert "far-away" not in page  # a front of another device when one of this device exists
+    assert paths["png"].stat().st_size > 0
+
+
+# --------------------------------------------------------------------------- never packed
+
+def test_published_and_replayed_rows_are_never_promoted_or_packed(tmp_path):
+    from experiments.selection import promoted, to_promote
+    from experiments.submission import pack
+
+    rows = [_row(fidelity="published", study="published.rpi4.singlestream"),
+            _row(fidelity="replay", study="mobilenet.rpi4", trial=0)]
+    write(tmp_path / FILENAME, rows)
+    assert to_promote(rows) == []
+    for pick in ("published.rpi4.singlestream:0", "mobilenet.rpi4:0"):
+        with pytest.raises(ValueError, match="cannot be promoted"):
+            to_promote(rows, [pick])
+    assert promoted(rows) == []
+    for draft in (False, True):
+        with pytest.raises(ValueError, match="no promoted records"):
+            pack(tmp_path, tmp_path / f"tree{draft}", "Org", draft=draft, say=lambda *_: None)
