@@ -19,11 +19,17 @@ UNITS = {"latency_ms": "ms", "qps": "samples/s"}
 
 
 def platform_fronts(rows: list[dict[str, Any]]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
-    """platform -> (speed objective, its front) over the search records."""
+    """platform -> (speed objective, its front) over the search records of one scenario
+    (the run's most common one: an imported tree holds SingleStream and Offline side by
+    side, and their speeds are not on one axis)."""
+    search = [r for r in rows if r["fidelity"] in SEARCH_FIDELITIES]
+    if not search:
+        return {}
+    scenarios = [r["scenario"] for r in search]
+    scenario = max(sorted(set(scenarios)), key=scenarios.count)
     out: dict[str, tuple[str, list[dict[str, Any]]]] = {}
-    for platform in sorted({r["platform"] for r in rows}):
-        group = [r for r in rows if r["platform"] == platform
-                 and r["fidelity"] in SEARCH_FIDELITIES]
+    for platform in sorted({r["platform"] for r in search}):
+        group = [r for r in search if r["platform"] == platform and r["scenario"] == scenario]
         if group:
             speed = group[0]["objective"]
             out[platform] = (speed, pareto.front(group, speed))

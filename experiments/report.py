@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import compare as comparing
-from experiments import pareto
+from experiments import fleet_report, pareto
 from experiments.records import read
 
 CSV_COLUMNS = ["study", "platform", "trial", "fidelity", "backend", "model", "scenario",
@@ -89,9 +89,10 @@ def render(run_dir: str | Path, compare: list[str | Path] | None = None) -> dict
     rows = read(run_dir).to_pylist()
     front = fronts(rows)
     others = comparing.load(compare or [])
-    return {"csv": write_csv(run_dir / "pareto.csv", front),
-            "png": write_png(run_dir / "pareto.png", rows, front, others),
-            "html": write_html(run_dir / "pareto.html", rows, front, others)}
+    paths = {"csv": write_csv(run_dir / "pareto.csv", front),
+             "png": write_png(run_dir / "pareto.png", rows, front, others),
+             "html": write_html(run_dir / "pareto.html", rows, front, others)}
+    return {**paths, **fleet_report.write(run_dir, rows)}  # fleet.*: two platforms or more
 
 
 def write_csv(path: Path, front: dict[str, list[dict[str, Any]]]) -> Path:

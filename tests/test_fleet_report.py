@@ -7,7 +7,7 @@ from experiments import fleet_report
 
 def row(platform, trial, latency, accuracy, state="complete", backend="onnxruntime"):
     return {"study": f"s.{platform}", "platform": platform, "trial": trial, "state": state,
-            "fidelity": "short", "objective": "latency_ms", "latency_ms": latency,
+            "fidelity": "short", "objective": "latency_ms", "scenario": "SingleStream", "latency_ms": latency,
             "accuracy": accuracy, "backend": backend, "model": f"m{trial}<b>"}
 
 
