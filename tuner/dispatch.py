@@ -10,20 +10,14 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+
+from tuner.node.labels import (PLATFORM_LABEL, accelerators_of, cores_of, dut_resource,
+                               runtime_resource, runtimes_of)
 from tuner.trial import TrialConfig, TrialResult
 
-PLATFORM_LABEL = "platform"
 # Extra seconds the driver waits past a trial's own timeout (the worker kills the trial
 # child itself at the timeout; this catches a hung or lost worker).
 DRIVER_GRACE_S = 30.0
-
-
-def dut_resource(platform: str) -> str:
-    return f"dut_{platform}"
-
-
-def runtime_resource(runtime: str) -> str:
-    return f"runtime_{runtime}"
 
 
 class DispatchError(RuntimeError):
@@ -38,6 +32,8 @@ class NodeInfo:
     devices: int
     runtimes: list[str] = field(default_factory=list)
     alive: bool = True
+    cores: int = 0                   # CPUs the node may run on (its --cpus set)
+    accelerators: list[str] = field(default_factory=list)   # device kinds, e.g. edgetpu
     cores: int = 0  # usable cores the node reported (0: unknown)
     accelerators: list[str] = field(default_factory=list)  # e.g. ["edgetpu"]
 
@@ -63,24 +59,22 @@ def _driver_auth(address: str | None) -> str | None:
     (``prepare_driver``). Elsewhere (a driver on a worker node) the token comes from
     ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH``/``~/.ray/auth_token``, and the mode must be
     set explicitly: ``ray.init(address=...)`` never turns token auth on by itself."""
-    from pathlib import Path
-
-    from tuner import node
+    from tuner.node import auth
 
     try:
-        return node.prepare_driver(address)
+        return auth.prepare_driver(address)
     except RuntimeError:
         pass  # no head of this agent here
-    if not os.environ.get(node.AUTH_MODE_ENV):
-        if not (os.environ.get(node.TOKEN_ENV) or os.environ.get(node.TOKEN_PATH_ENV)
-                or (Path.home() / ".ray" / "auth_token").is_file()):
+    if not os.environ.get(auth.AUTH_MODE_ENV):
+        if not (os.environ.get(auth.TOKEN_ENV) or os.environ.get(auth.TOKEN_PATH_ENV)
+                or auth.DEFAULT_TOKEN_FILE.is_file()):
             raise DispatchError(
                 f"no auth token for the cluster at {address}: no head started by the node "
-                f"agent here ({node.state_dir(create=False)}); set {node.TOKEN_PATH_ENV} to "
-                f"the cluster's token file (or {node.AUTH_MODE_ENV}=disabled for a --no-auth "
+                f"agent here ({auth.state_dir(create=False)}); set {auth.TOKEN_PATH_ENV} to "
+                f"the cluster's token file (or {auth.AUTH_MODE_ENV}=disabled for a --no-auth "
                 "cluster)")
-        os.environ[node.AUTH_MODE_ENV] = "token"
-    node.refresh_ray_auth_cache()
+        os.environ[auth.AUTH_MODE_ENV] = "token"
+    auth.refresh_ray_auth_cache()
     return address
 
 
@@ -116,11 +110,12 @@ class RayDispatcher:
             platform = labels.get(PLATFORM_LABEL)
             if not platform:
                 continue
-            runtimes = sorted(k[len("runtime_"):] for k in resources if k.startswith("runtime_"))
             out.append(NodeInfo(node_id=node["NodeID"], platform=platform,
                                 address=node.get("NodeManagerAddress", ""),
                                 devices=int(resources.get(dut_resource(platform), 0)),
-                                runtimes=runtimes, alive=bool(node.get("Alive"))))
+                                runtimes=runtimes_of(resources), alive=bool(node.get("Alive")),
+                                cores=cores_of(labels, resources),
+                                accelerators=accelerators_of(labels)))
         return out
 
     def platforms(self) -> dict[str, list[NodeInfo]]:
@@ -160,8 +155,12 @@ class RayDispatcher:
     def wait(self, refs: list, timeout_s: float) -> list:
         if not refs:
             return []
-        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=timeout_s,
-                                  fetch_local=True)
+        # Return as soon as one is done (waiting for all, or for the timeout, would leave
+        # finished devices idle), with every other one done by then.
+        ready, rest = self._ray.wait(refs, num_returns=1, timeout=timeout_s, fetch_local=True)
+        if ready and rest:
+            more, _ = self._ray.wait(rest, num_returns=len(rest), timeout=0, fetch_local=True)
+            ready += more
         return ready
 
     def result(self, ref) -> TrialResult | str:

@@ -30,12 +30,12 @@ from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
 from experiments.records import Records
 from tuner.config import BackendConfig, ConfigError, SpaceConfig, validate
 from tuner.dispatch import DispatchError
+from tuner.journal import JOURNAL, open_journal  # noqa: F401 (JOURNAL: re-exported)
 from tuner.outcome import AccuracyFloor, Recorder
 from tuner.plan import PlatformPlan, describe, make_plans, trial_config
 from tuner.progress import StudyProgress
 from tuner.scheduler import Finished, Lane, Scheduler
 
-JOURNAL = "study.journal"
 # Objective values told for a trial with no measurement: worse than any real one, so the
 # sampler learns the region is bad (a FAIL state would be ignored and proposed again).
 PENALTY = {"latency_ms": 1e9, "qps": 0.0}
@@ -55,6 +55,7 @@ class PlatformStudy:
     measured: dict[str, int] = field(default_factory=dict)  # point key -> trial number
     repeats_in_a_row: int = 0
     cached: int = 0  # proposals answered from the records
+    size: int | None = None  # points in its space (None: a float dimension, no grid)
     ended: str = ""  # why the study stopped before its target
     lane: Lane | None = None  # its devices in the scheduler
 
@@ -79,10 +80,10 @@ class Driver:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.objective = scenario_facts(cfg.scenario.name).objective
         # the fidelity this run's search records carry: a replayed answer is never "short"
-        self.fidelity = REPLAY if cfg.cluster.mode == "replay" else SHORT
+        self.fidelity = getattr(dispatcher, "search_fidelity", None) or (
+            REPLAY if cfg.cluster.mode == "replay" else SHORT)
         self.records = Records(self.run_dir)
-        self.storage = optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(self.run_dir / JOURNAL)))
+        self.storage = open_journal(self.run_dir)
         self.recorder = Recorder(self.run_dir, self.records,
                                  AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction))
         self.dispatcher = dispatcher
@@ -98,6 +99,10 @@ class Driver:
             sampler=make_sampler(self.cfg.study.sampler, self.cfg.study.seed, space=plan.space))
         study.set_metric_names([self.objective, "accuracy"])
         ps = PlatformStudy(plan, name, study, int(self.cfg.study.n_trials))
+        try:
+            ps.size = plan.space.size()
+        except ValueError:  # a float dimension: no finite grid
+            ps.size = None
         for row in self.records.rows:
             if row["study"] == name and row["fidelity"] == self.fidelity:
                 ps.measured.setdefault(point_key(json.loads(row["params"])), row["trial"])
@@ -181,7 +186,6 @@ class Driver:
         before. False when it repeats a point still in flight: ask again after a result."""
         trial = ps.study.ask()
         params = ps.plan.space.suggest(trial)
-        trial.set_user_attr("platform", ps.platform)
         earlier = ps.measured.get(point_key(params))
         if earlier is not None:
             return self._answer_from_records(ps, trial, earlier)
@@ -207,10 +211,7 @@ class Driver:
         return True
 
     def _check_exhausted(self, ps: PlatformStudy) -> None:
-        try:
-            size = ps.plan.space.size()
-        except ValueError:  # a float dimension: no finite grid
-            size = None
+        size = ps.size
         lane = self.scheduler.lanes[ps.platform]
         if size is not None and len(ps.measured) >= size and not lane.inflight:
             ps.ended = f"space exhausted: all {size} points measured"
