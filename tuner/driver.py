@@ -30,7 +30,7 @@ from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
 from experiments.records import Records
 from tuner.config import BackendConfig, ConfigError, SpaceConfig, validate
 from tuner.dispatch import DispatchError
-from tuner.journal import JOURNAL, open_journal  # noqa: F401 (JOURNAL: re-exported)
+from tuner.journal import JOURNAL, open_journal
 from tuner.outcome import AccuracyFloor, Recorder
 from tuner.plan import PlatformPlan, describe, make_plans, trial_config
 from tuner.progress import StudyProgress
@@ -365,4 +365,4 @@ def run(cfg: DictConfig, console=None) -> Path:
     return driver.run_dir
 
 
-__all__ = ["Driver", "DispatchError", "run", "show_plan"]
+__all__ = ["Driver", "DispatchError", "JOURNAL", "run", "show_plan"]
