@@ -3,6 +3,14 @@
 ``measure`` is what a Ray worker runs. It never raises for a trial-level problem: a crash
 of the runtime, an INVALID LoadGen run or a missing runtime all come back as a
 ``TrialResult`` with ``ok``/``valid`` false and the cause, so the study goes on.
+
+A performance run that ends INVALID because LoadGen was told the wrong expected speed (a
+harness miss, ``tuner.oracle.harness_miss``) is recalibrated from that run's own log and
+run again, up to ``cfg.harness_retries`` times. The final attempt's logs are the
+``performance/`` folder (what the packer reads); earlier ones are kept as
+``performance_attempt_<n>/``; ``system["performance_attempts"]`` counts them.
+
+``system["timings_s"]`` holds where the trial's time went, part by part.
 """
 from __future__ import annotations
 
@@ -11,55 +19,130 @@ import socket
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 import backends
 from experiments import loadgen_logs
 from experiments.check import benchmark_of
+from experiments.mlperf import SHORT
 from experiments.mlperf import scenario as scenario_facts
-from tuner.oracle import LoadGenOracle, SystemUnderTest, calibrate, user_conf
+from tuner import model_files
+from tuner.oracle import (Calibration, LoadGenOracle, SystemUnderTest, calibrate,
+                          harness_miss, recalibrate, user_conf)
 from tuner.trial import TrialConfig, TrialResult
 from tuner.workloads import create as create_workload
 
 CALIBRATION_SAMPLES = 32
+ACCURACY_BATCH = 32  # a search trial's accuracy pass (see _accuracy_plan)
+PERFORMANCE = "performance"
+
+
+class _SampleCache:
+    """Preprocessed samples shared by the trial's calibration, performance and accuracy
+    runs (each builds its own SUT, and preprocessing the digits set takes ~70 ms a pass).
+    Bounded, so a large dataset's accuracy pass streams past it."""
+
+    def __init__(self, workload, variant, max_bytes: int = 256 << 20):
+        self._load = lambda idx: workload.load_samples(idx, variant)
+        self._cache: dict[int, np.ndarray] = {}
+        self._bytes, self._max = 0, max_bytes
+        self.load_s = 0.0  # time spent preprocessing and gathering samples
+
+    def __call__(self, indices) -> np.ndarray:
+        start = time.perf_counter()
+        indices = list(indices)
+        missing = [i for i in indices if i not in self._cache]
+        fresh: dict[int, np.ndarray] = {}
+        if missing:
+            batch = np.ascontiguousarray(self._load(missing))
+            fresh = dict(zip(missing, batch))
+            if self._bytes + batch.nbytes <= self._max:
+                self._cache.update(fresh)
+                self._bytes += batch.nbytes
+        out = np.stack([self._cache[i] if i in self._cache else fresh[i] for i in indices])
+        self.load_s += time.perf_counter() - start
+        return out
+
+
+class _Timings(dict):
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
 def measure(cfg: TrialConfig) -> TrialResult:
     started = time.time()
     result = TrialResult(ok=False, node=socket.gethostname(), platform=cfg.platform,
                          started_at=started)
+    timings = _Timings()
     try:
         with tempfile.TemporaryDirectory(prefix="tuner-trial-") as tmp:
-            _measure_into(cfg, Path(tmp), result)
+            _measure_into(cfg, Path(tmp), result, timings)
             result.ok = True
     except backends.BackendUnavailable as exc:
         result.cause = f"runtime unavailable: {exc}"
+    except model_files.ModelFileError as exc:
+        result.cause = str(exc)
     except Exception as exc:  # noqa: BLE001 - a trial's failure is data, not a crash
         result.cause = f"{type(exc).__name__}: {exc}"
         result.logs["error.txt"] = traceback.format_exc()
     result.duration_s = time.time() - started
+    result.system["timings_s"] = {**timings, "measure": result.duration_s}
     return result
 
 
-def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult) -> None:
-    workload = create_workload(cfg.workload, cache_dir=cfg.cache_dir)
-    variant = workload.variant(**cfg.model)
-    result.model_name = variant.name
-    benchmark = benchmark_of(workload.loadgen_model) or workload.loadgen_model
-    backend_cls = backends.get(cfg.backend)
-    model_path = workload.model_file(variant, backend_cls.model_format)
-    backend = backends.load(cfg.backend, str(model_path), cfg.knobs, cfg.cache_dir)
-    result.system = {"hostname": socket.gethostname(), "python": _platform.python_version(),
-                     "runtime": cfg.backend, "runtime_version": backend_cls.version(),
-                     "model_file": model_path.name,
-                     # what the packer needs, recorded here so packing never rebuilds a
-                     # workload: the variant's precision, the MLPerf benchmark, the
-                     # dataset size and the measurements.json facts
-                     "precision": variant.precision, "benchmark": benchmark,
-                     "dataset_size": int(workload.total_sample_count),
-                     "weights": workload.weights_description(variant, cfg.backend)}
+def _load_backend(cfg: TrialConfig, workload, variant, backend_cls, result: TrialResult,
+                  timings: _Timings):
+    """The model file, checked, and a runtime session on it. A damaged cache entry is
+    rebuilt once; a file that still does not load fails the trial, naming the file."""
+    for attempt in (1, 2):
+        with timings.part("model_file"):
+            path = workload.model_file(variant, backend_cls.model_format)
+        with timings.part("model_check"):
+            check = model_files.check(path, workload.cache_dir, cfg.study)
+        if check.problem:
+            result.system["model_rebuilt"] = check.problem
+            with timings.part("model_file"):
+                path = workload.model_file(variant, backend_cls.model_format)
+                check = model_files.check(path, workload.cache_dir, cfg.study)
+        try:
+            with timings.part("runtime_session"):
+                backend = backends.load(cfg.backend, str(path), cfg.knobs, cfg.cache_dir)
+            return path, check.sha256, backend
+        except backends.BackendUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runtime's own parse error
+            why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            if attempt == 1 and model_files.is_cached(path, workload.cache_dir):
+                model_files.forget(path, workload.cache_dir, cfg.study)
+                result.system["model_rebuilt"] = (f"cached model file {path} did not load "
+                                                  f"({why}); rebuilt")
+                continue
+            raise model_files.ModelFileError(
+                f"model file {path} does not load in {cfg.backend}: {why}") from exc
+    raise AssertionError("unreachable")
+
+
+def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _Timings) -> None:
+    with timings.part("workload"):
+        workload = create_workload(cfg.workload, cache_dir=cfg.cache_dir)
+        variant = workload.variant(**cfg.model)
+        result.model_name = variant.name
+        benchmark = benchmark_of(workload.loadgen_model) or workload.loadgen_model
+        backend_cls = backends.get(cfg.backend)
+    model_path, model_sha, backend = _load_backend(cfg, workload, variant, backend_cls,
+                                                   result, timings)
+    with timings.part("facts"):
+        _record_facts(cfg, workload, variant, backend_cls, model_path, model_sha, benchmark,
+                      result)
     try:
         def predict(batch: np.ndarray) -> np.ndarray:
             return workload.postprocess(backend.predict(batch))
@@ -68,52 +151,119 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult) -> None:
         # fidelity.accuracy_sample_count shortens the accuracy run only: the performance
         # run keeps the whole sample set LoadGen draws its queries from.
         accuracy_total = min(total, int(cfg.accuracy_sample_count or total))
-        probe = workload.load_samples(list(range(min(CALIBRATION_SAMPLES, total))), variant)
-        backend.warmup(probe[:1])
         scenario = cfg.scenario
         batch_size = int(cfg.scenario_options.get("batch_size", 1))
         facts = scenario_facts(scenario)
         per_query = facts.samples_per_query
-        calib = calibrate(predict, probe, batch_size, per_query)
-        conf = user_conf(workload.loadgen_model, scenario, cfg.fidelity, calib,
-                         server_load=float(cfg.scenario_options.get("server_load", 0.5)),
-                         server_latency_ms=cfg.scenario_options.get("server_latency_ms"),
-                         performance_sample_count=cfg.scenario_options.get(
-                             "performance_sample_count"))
-        oracle = LoadGenOracle(workload.loadgen_model, scenario, conf, work)
+        samples = _SampleCache(workload, variant)
+        with timings.part("warmup"):
+            probe = samples(range(min(CALIBRATION_SAMPLES, total)))
+            backend.warmup(probe[:1])
+        with timings.part("calibration"):
+            calib = calibrate(predict, probe, batch_size, per_query)
+        scale = float(cfg.calibration_scale)  # 1.0 but in fault tests
+        calib = Calibration(calib.latency_s * scale, calib.throughput / scale)
+
+        def conf_for(c: Calibration) -> str:
+            return user_conf(workload.loadgen_model, scenario, cfg.fidelity, c,
+                             server_load=float(cfg.scenario_options.get("server_load", 0.5)),
+                             server_latency_ms=cfg.scenario_options.get("server_latency_ms"),
+                             performance_sample_count=cfg.scenario_options.get(
+                                 "performance_sample_count"))
+
+        conf = conf_for(calib)
+        with timings.part("loadgen_setup"):
+            oracle = LoadGenOracle(workload.loadgen_model, scenario, conf, work)
         result.settings = {"user_conf": conf, "calibrated_latency_ms": calib.latency_s * 1e3,
                            "calibrated_qps": calib.throughput, "batch_size": batch_size}
         sut_args = dict(predict=predict, total_count=total,
-                        load_samples=lambda idx: workload.load_samples(idx, variant),
+                        load_samples=samples,
                         performance_count=total, batch_size=batch_size,
                         threaded=facts.threaded)
 
-        with SystemUnderTest(**sut_args) as sut:
-            perf_dir = oracle.run(sut, "performance", work / "performance")
-        _collect(perf_dir, "performance", result)
-        metrics = loadgen_logs.performance_metrics(loadgen_logs.read_detail(perf_dir), scenario)
+        attempts: list[tuple[Path, str]] = []
+        while True:
+            out = work / f"{PERFORMANCE}_attempt_{len(attempts) + 1}"
+            loading = samples.load_s
+            part = PERFORMANCE if not attempts else "performance_retry"
+            with timings.part(part):
+                with SystemUnderTest(**sut_args) as sut:
+                    oracle.run(sut, "performance", out)
+            # LoadGen loads the QSL before its clock starts: that is trial overhead
+            timings["sample_loading"] = timings.get("sample_loading", 0.0) + samples.load_s - loading
+            timings[part] -= samples.load_s - loading
+            attempts.append((out, conf))
+            detail = loadgen_logs.read_detail(out)
+            metrics = loadgen_logs.performance_metrics(detail, scenario)
+            if metrics.valid or len(attempts) > int(cfg.harness_retries) \
+                    or not harness_miss(scenario, metrics.invalid_reason):
+                break
+            calib = recalibrate(detail, scenario, per_query, calib)
+            conf = conf_for(calib)
+            oracle.replan(calib)
+            result.settings.setdefault("retries", []).append({
+                "reason": metrics.invalid_reason, "calibrated_latency_ms": calib.latency_s * 1e3,
+                "calibrated_qps": calib.throughput})
+        with timings.part("logs"):
+            for n, (folder, attempt_conf) in enumerate(attempts[:-1], start=1):
+                _collect(folder, f"{PERFORMANCE}_attempt_{n}", result)
+                result.logs[f"{PERFORMANCE}_attempt_{n}/user.conf"] = attempt_conf
+            _collect(attempts[-1][0], PERFORMANCE, result)
+        result.system["performance_attempts"] = len(attempts)
         result.valid = metrics.valid
         result.latency_ms, result.p90_latency_ms = metrics.latency_ms, metrics.p90_latency_ms
         result.qps = metrics.qps
         if not metrics.valid:
-            result.cause = f"LoadGen INVALID: {metrics.invalid_reason or 'no reason logged'}"
+            tried = f" (after {len(attempts)} attempts)" if len(attempts) > 1 else ""
+            result.cause = f"LoadGen INVALID{tried}: {metrics.invalid_reason or 'no reason logged'}"
         elif metrics.errors:
             result.cause = "LoadGen logged errors: " + "; ".join(metrics.errors)
 
         if cfg.run_accuracy:
-            # Accuracy mode covers every sample of the QSL once; batching speeds it up.
-            sut_args.update(batch_size=max(batch_size, per_query), threaded=True,
-                            total_count=accuracy_total, performance_count=accuracy_total)
-            with SystemUnderTest(**sut_args) as sut:
-                acc_dir = oracle.run(sut, "accuracy", work / "accuracy")
-            _collect(acc_dir, "accuracy", result)
-            responses = loadgen_logs.read_accuracy_log(acc_dir / loadgen_logs.ACCURACY)
-            acc = loadgen_logs.top1_accuracy(responses, workload.labels)
-            result.accuracy, result.accuracy_good, result.accuracy_total = acc.top1, acc.good, acc.total
-            result.logs["accuracy/accuracy.txt"] = acc.mlperf_text() + "\n"
+            with timings.part("accuracy"):
+                # Accuracy mode covers every sample of the QSL once; batching speeds it up.
+                acc_scenario, acc_batch = _accuracy_plan(cfg, backend, batch_size, per_query)
+                result.system["accuracy_run"] = {"scenario": acc_scenario, "batch_size": acc_batch}
+                sut_args.update(batch_size=acc_batch, threaded=True,
+                                total_count=accuracy_total, performance_count=accuracy_total)
+                with SystemUnderTest(**sut_args) as sut:
+                    acc_dir = oracle.run(sut, "accuracy", work / "accuracy", acc_scenario)
+                _collect(acc_dir, "accuracy", result)
+                responses = loadgen_logs.read_accuracy_log(acc_dir / loadgen_logs.ACCURACY)
+                acc = loadgen_logs.top1_accuracy(responses, workload.labels)
+                result.accuracy, result.accuracy_good = acc.top1, acc.good
+                result.accuracy_total = acc.total
+                result.logs["accuracy/accuracy.txt"] = acc.mlperf_text() + "\n"
         result.logs["user.conf"] = conf
     finally:
-        backend.close()
+        with timings.part("teardown"):
+            backend.close()
+
+
+def _record_facts(cfg: TrialConfig, workload, variant, backend_cls, model_path: Path,
+                  model_sha: str, benchmark: str, result: TrialResult) -> None:
+    result.system.update({
+        "hostname": socket.gethostname(), "python": _platform.python_version(),
+        "runtime": cfg.backend, "runtime_version": backend_cls.version(),
+        "model_file": model_path.name, "model_sha256": model_sha,
+        # what the packer needs, recorded here so packing never rebuilds a workload: the
+        # variant's precision, the MLPerf benchmark, the dataset size, measurements.json
+        "precision": variant.precision, "benchmark": benchmark,
+        "dataset_size": int(workload.total_sample_count),
+        "weights": workload.weights_description(variant, cfg.backend)})
+
+
+def _accuracy_plan(cfg: TrialConfig, backend, batch_size: int, per_query: int) -> tuple[str, int]:
+    """How the accuracy pass runs. A search trial's pass (fidelity ``short``) runs as
+    LoadGen Offline in batches of ``ACCURACY_BATCH`` where the model takes any batch size:
+    every sample still goes through LoadGen and the SUT once, in a fraction of the time of
+    one query after another. Other fidelities (promotion, compliant runs that are packed)
+    keep the scenario's own accuracy run."""
+    shape = getattr(backend, "input_shape", None)
+    dynamic = not shape or not isinstance(shape[0], int) or shape[0] <= 0
+    if cfg.fidelity.name == SHORT and dynamic:
+        return "Offline", max(ACCURACY_BATCH, batch_size, per_query)
+    return cfg.scenario, max(batch_size, per_query)
 
 
 def _collect(log_dir: Path, prefix: str, result: TrialResult) -> None:

@@ -1,0 +1,149 @@
+"""Trial records on real Parquet: append-friendly, never torn, clear about a disk that
+refuses writes, and the same rows as the single-file table of earlier versions."""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from experiments import records
+from experiments.records import Records, read
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def row(i: int, **extra) -> dict:
+    return {"study": "s", "trial": i, "state": "complete", "fidelity": "short",
+            "started_at": 1_700_000_000 + i, "latency_ms": 1.0 + i, "params": "{}", **extra}
+
+
+def stored(i: int) -> dict:
+    """The row as earlier versions stored it: every column, the start as a UTC time."""
+    import datetime as dt
+
+    r = row(i)
+    r["started_at"] = dt.datetime.fromtimestamp(r["started_at"], tz=dt.timezone.utc)
+    return {name: r.get(name) for name in records.SCHEMA.names}
+
+
+def test_added_rows_read_back_as_the_single_file_table(tmp_path):
+    rec = Records(tmp_path / "run")
+    for i in range(7):
+        rec.add(row(i))
+    assert not (tmp_path / "run" / records.FILENAME).exists()  # parts only, no rewrite
+    old = tmp_path / "old" / records.FILENAME
+    old.parent.mkdir()
+    pq.write_table(pa.Table.from_pylist([stored(i) for i in range(7)],
+                                        schema=records.SCHEMA), old)
+    assert read(tmp_path / "run").to_pylist() == pq.read_table(old).to_pylist()
+    assert Records(tmp_path / "run").rows == Records(tmp_path / "old").rows
+    assert Records(tmp_path / "run").find("s", 3)["latency_ms"] == 4.0
+
+
+def test_a_run_of_the_old_single_file_layout_reads_and_grows(tmp_path):
+    rows = [stored(i) for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=records.SCHEMA),
+                   tmp_path / records.FILENAME)  # as earlier versions wrote it
+    rec = Records(tmp_path)
+    assert [r["trial"] for r in rec.rows] == [0, 1, 2]
+    rec.add(row(3))
+    assert [r["trial"] for r in read(tmp_path).to_pylist()] == [0, 1, 2, 3]
+
+
+def test_flush_keeps_edits_and_compacts(tmp_path, monkeypatch):
+    monkeypatch.setattr(records, "COMPACT_EVERY", 4)
+    rec = Records(tmp_path)
+    for i in range(10):
+        rec.add(row(i))
+    parts = list((tmp_path / records.PARTS).glob("part-*"))
+    assert len(parts) < 4  # compacted along the way
+    assert [r["trial"] for r in read(tmp_path).to_pylist()] == list(range(10))
+    rec.rows[0]["cause"] = "edited"
+    rec.flush()
+    assert read(tmp_path).to_pylist()[0]["cause"] == "edited"
+    assert list((tmp_path / records.PARTS).glob("part-*")) == []
+
+
+WRITER = """
+import sys
+from experiments import records
+records.COMPACT_EVERY = 5
+rec = records.Records(sys.argv[1])
+i = len(rec.rows)
+while True:
+    rec.add({"study": "s", "trial": i, "state": "complete", "fidelity": "short",
+             "started_at": 1.0, "config": "x" * 2000})
+    i += 1
+"""
+
+
+def test_killing_the_writer_mid_write_leaves_a_readable_table(tmp_path):
+    for delay in (0.9, 1.3, 1.7):  # three kills, each resuming the same run
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=ROOT)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        trials = [r["trial"] for r in read(tmp_path).to_pylist()]
+        assert trials == list(range(len(trials)))  # nothing torn, lost between, or doubled
+    assert len(trials) > 5
+
+
+@contextmanager
+def small_disk(path: Path, size: str = "256k"):
+    """A real small filesystem (tmpfs) at ``path``; needs root, else the test is skipped."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}",
+                                            "tmpfs", str(path)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_read_only_run_dir_is_a_clear_error_and_the_table_stays(tmp_path):
+    with small_disk(tmp_path / "run") as run:
+        rec = Records(run)
+        rec.add(row(0))
+        rec.flush()
+        rec.add(row(1))
+        subprocess.run(["mount", "-o", "remount,ro", str(run)], check=True)
+        with pytest.raises(OSError, match=str(run)) as err:
+            rec.add(row(2))
+        assert err.value.errno in (errno.EROFS, errno.EACCES)
+        with pytest.raises(OSError, match=str(run)):
+            rec.flush()
+        assert [r["trial"] for r in read(run).to_pylist()] == [0, 1]
+
+
+def test_a_full_disk_is_a_clear_error_and_the_table_stays(tmp_path):
+    with small_disk(tmp_path / "run") as run:
+        rec = Records(run)
+        for i in range(3):
+            rec.add(row(i))
+        filler = run / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError, match=str(run)) as err:
+            rec.add(row(3, config="x" * 100_000))
+        assert err.value.errno == errno.ENOSPC
+        assert [r["trial"] for r in read(run).to_pylist()] == [0, 1, 2]
+        assert not [p for p in (run / records.PARTS).iterdir() if ".tmp" in p.name]
+        filler.unlink()
+        rec.add(row(4))  # room again: the unsaved row goes out with the next one
+        assert [r["trial"] for r in read(run).to_pylist()] == [0, 1, 2, 3, 4]
