@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from backends.base import Backend, BackendUnavailable
+from backends.base import Backend, BackendOptionError, BackendUnavailable
 
 # name -> "module:Class"; modules import their runtime lazily inside ``load``.
 _REGISTRY: dict[str, str] = {
@@ -42,4 +42,4 @@ def availability() -> dict[str, str | None]:
     return {name: get(name).available() for name in _REGISTRY}
 
 
-__all__ = ["Backend", "BackendUnavailable", "availability", "get", "load", "names"]
+__all__ = ["Backend", "BackendOptionError", "BackendUnavailable", "availability", "get", "load", "names"]

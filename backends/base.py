@@ -26,6 +26,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 
+class BackendOptionError(ValueError):
+    """An option the runtime does not take, or a value it cannot use: the config's fault,
+    not the model file's or the node's."""
+
+
 class BackendUnavailable(RuntimeError):
     """The runtime cannot run on this node (not installed, no device)."""
 
@@ -72,10 +77,10 @@ class Backend:
             return value.lower() == "true"
         if isinstance(value, (int, np.integer)) and value in (0, 1):
             return bool(value)
-        raise ValueError(f"{self.name}: {name}={value!r} is not a boolean")
+        raise BackendOptionError(f"{self.name}: {name}={value!r} is not a boolean")
 
     def _unknown_options(self, known: set[str]) -> None:
         unknown = set(self.options) - known
         if unknown:
-            raise ValueError(f"{self.name}: unknown option(s) {sorted(unknown)}; "
+            raise BackendOptionError(f"{self.name}: unknown option(s) {sorted(unknown)}; "
                              f"known: {sorted(known)}")

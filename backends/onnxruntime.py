@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, BackendUnavailable
+from backends.base import Backend, BackendOptionError, BackendUnavailable
 
 _GRAPH_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -48,9 +48,9 @@ class OnnxRuntimeBackend(Backend):
         level = self.options.get("graph_optimization", "all")
         mode = self.options.get("execution_mode", "sequential")
         if level not in _GRAPH_LEVELS:
-            raise ValueError(f"onnxruntime: graph_optimization={level!r}; one of {list(_GRAPH_LEVELS)}")
+            raise BackendOptionError(f"onnxruntime: graph_optimization={level!r}; one of {list(_GRAPH_LEVELS)}")
         if mode not in _EXECUTION_MODES:
-            raise ValueError(f"onnxruntime: execution_mode={mode!r}; one of {list(_EXECUTION_MODES)}")
+            raise BackendOptionError(f"onnxruntime: execution_mode={mode!r}; one of {list(_EXECUTION_MODES)}")
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_LEVELS[level])
         opts.execution_mode = getattr(ort.ExecutionMode, _EXECUTION_MODES[mode])
         # Spinning workers cut wake-up latency on an idle device but steal the core from

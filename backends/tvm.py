@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from backends.base import Backend, BackendUnavailable
+from backends.base import Backend, BackendOptionError, BackendUnavailable
 from backends.cache import content_hash, default_cache_dir, publish_file
 from backends.tvm_target import resolve_target, usable_cpus
 from backends.tvm_tuning import SEED as TUNING_SEED
@@ -100,13 +100,13 @@ class TVMBackend(Backend):
         self._unknown_options(self.KNOBS | _NOT_KNOBS)
         self.num_threads = int(self.options.get("num_threads") or usable_cpus())
         if self.num_threads < 1:
-            raise ValueError(f"tvm: num_threads={self.num_threads} must be >= 1")
+            raise BackendOptionError(f"tvm: num_threads={self.num_threads} must be >= 1")
         trials = int(self.options.get("tuning_trials", 0))
         if trials < 0:
-            raise ValueError(f"tvm: tuning_trials={trials} must be >= 0")
+            raise BackendOptionError(f"tvm: tuning_trials={trials} must be >= 0")
         self._batch = int(self.options.get("batch_size", 1))
         if self._batch < 1:
-            raise ValueError(f"tvm: batch_size={self._batch} must be >= 1")
+            raise BackendOptionError(f"tvm: batch_size={self._batch} must be >= 1")
         self._bind = self.option_bool("bind_threads", False)
 
         import tvm

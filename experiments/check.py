@@ -32,7 +32,7 @@ from typing import Any
 from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
 from experiments.mlperf import (CATEGORY_SCENARIOS, COMPLIANT, COMPLIANT_MIN_DURATION_MS,
                                 INFERABLE, SCENARIOS, scenario_from_folder)
-from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS, VALID_STATUS
+from experiments.system_json import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS, VALID_STATUS
 
 # The seeds compiled into LoadGen 6.0.x (what FromConfig gives; read from the
 # requested_*_rng_seed keys of a FromConfig'd 6.0.17 detail log); checker v6.1 expects them.

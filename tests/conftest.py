@@ -42,7 +42,7 @@ def restore_ray_auth(saved: dict[str, str | None]) -> None:
     tests in this process."""
     import ray
 
-    from tuner.node import refresh_ray_auth_cache
+    from tuner.node.auth import refresh_ray_auth_cache
 
     ray.shutdown()
     for key, value in saved.items():

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-import pyarrow.parquet as pq
+from experiments.records import read
 
 SMALL = ["space.backends=[onnxruntime]", "study.accuracy_floor=0.5",
          "space.model.width.choices=[0.25]", "space.model.resolution.choices=[32,48]",
@@ -27,7 +27,7 @@ def test_main_command_and_report_from_another_directory(tmp_path, cache_dir):
                 f"hydra.run.dir={out}", *SMALL], tmp_path, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Pareto front: cli." in proc.stdout
-    table = pq.read_table(out / "trials.parquet")
+    table = read(out)
     assert table.num_rows == 3
     for name in ("pareto.csv", "pareto.png", "pareto.html", "study.journal"):
         assert (out / name).stat().st_size > 0

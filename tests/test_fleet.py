@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import optuna
-import pyarrow.parquet as pq
+from experiments.records import read
 import pytest
 
 from tests.conftest import AUTH_KEYS, restore_ray_auth
@@ -134,7 +134,7 @@ def fleet_config(fleet, run_dir, cache_dir, *overrides: str):
 
 
 def rows(run_dir: Path) -> list[dict[str, Any]]:
-    return pq.read_table(run_dir / "trials.parquet").to_pylist()
+    return read(run_dir).to_pylist()  # the table and any parts not yet compacted
 
 
 def load_study(run_dir: Path, name: str) -> optuna.Study:

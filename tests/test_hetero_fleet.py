@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from experiments.records import read
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -106,7 +106,7 @@ def test_each_platform_searches_its_own_space(tmp_path, cache_dir, monkeypatch):
 
         studies = Driver(cfg).run()
         assert sorted(ps.platform for ps in studies) == sorted(NODES)
-        rows = pq.read_table(tmp_path / "run" / "trials.parquet").to_pylist()
+        rows = read(tmp_path / "run").to_pylist()
         cores = {"x8664": 2, "rpi4": 1, "rpi4-coral": 1}
         offered = {"x8664": {"onnxruntime", "litert"}, "rpi4": {"litert"},
                    "rpi4-coral": {"onnxruntime", "litert"}}

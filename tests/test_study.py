@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import optuna
-import pyarrow.parquet as pq
+from experiments.records import read
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -48,7 +48,7 @@ def dispatcher():
 
 
 def rows(run_dir):
-    return pq.read_table(run_dir / "trials.parquet").to_pylist()
+    return read(run_dir).to_pylist()
 
 
 def test_study_end_to_end_then_resume(tmp_path, cache_dir, dispatcher):
@@ -122,7 +122,7 @@ def test_crashing_trials_are_recorded_and_the_study_goes_on(tmp_path, cache_dir,
 
 
 def test_timeout_is_recorded(tmp_path, cache_dir, dispatcher):
-    cfg = config(tmp_path, cache_dir, "study.n_trials=1", "study.trial_timeout_s=0.5")
+    cfg = config(tmp_path, cache_dir, "study.n_trials=1", "study.trial_timeout_s=0.2")  # < the 300 ms run
     Driver(cfg, dispatcher=dispatcher).run()
     (row,) = rows(tmp_path)
     assert row["state"] == "failed" and row["cause"].startswith("timeout")

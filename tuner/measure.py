@@ -117,8 +117,8 @@ def _load_backend(cfg: TrialConfig, workload, variant, backend_cls, result: Tria
             with timings.part("runtime_session"):
                 backend = backends.load(cfg.backend, str(path), cfg.knobs, cfg.cache_dir)
             return path, check.sha256, backend
-        except backends.BackendUnavailable:
-            raise
+        except (backends.BackendUnavailable, backends.BackendOptionError):
+            raise  # the node or the config, not the model file
         except Exception as exc:  # noqa: BLE001 - the runtime's own parse error
             why = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
             if attempt == 1 and model_files.is_cached(path, workload.cache_dir):

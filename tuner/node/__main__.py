@@ -1,0 +1,5 @@
+import sys
+
+from tuner.node.cli import main
+
+sys.exit(main())
