@@ -78,7 +78,9 @@ class Records:
         self.parts = self.path.with_name(PARTS)
         self.rows: list[dict[str, Any]] = read(self.path).to_pylist() if _exists(self.path) else []
         self._unsaved: list[dict[str, Any]] = []  # added, but their part failed to write
-        self._next = _last_part(self.parts) + 1
+        # numbering goes on after the compacted file too: its parts are gone after a flush,
+        # and a part numbered at or below the file's mark would be taken as folded in
+        self._next = max(_last_part(self.parts), _compacted_through(self.path)) + 1
         self._parts_since = len(_live_parts(self.path))
 
     def add(self, row: dict[str, Any]) -> None:

@@ -186,7 +186,9 @@ def describe_system(results: list[Result], org: str, division: str,
     # framework = the runtimes these results used, not every runtime the node has
     facts["runtime_versions"] = {r.row["backend"]: str(r.system_info.get("runtime_version", "?"))
                                  for r in results}
-    return system_description(facts, overrides, division=division, submitter=org), source
+    kind = results[0].system_info.get("system_type", "edge")  # recorded by promote
+    return system_description(facts, overrides, division=division, submitter=org,
+                              system_type=kind), source
 
 
 # --------------------------------------------------------------------------- packing

@@ -123,7 +123,9 @@ def test_each_platform_searches_its_own_space(tmp_path, cache_dir, monkeypatch):
                 assert labels["platform"] == r["platform"]
         fronts = fleet_report.platform_fronts(rows)
         assert len(fronts) == 3 and all(front for _, front in fronts.values()), fronts
-        html = (tmp_path / "run" / "fleet.html").read_text()
+        from experiments.report import render
+
+        html = render(tmp_path / "run")["fleet_html"].read_text()
         assert all(p in html for p in NODES)
     finally:
         restore_ray_auth(saved)

@@ -361,10 +361,20 @@ def test_platform_yamls() -> None:
         assert (CONF / f"{name}.yaml").read_text().lstrip().startswith("#"), "comment line"
 
 
-def test_auto_resolves_to_detected(tmp_path: Path, empty_path: str) -> None:
+def test_auto_resolves_to_the_detected_platforms_config(tmp_path: Path, empty_path: str) -> None:
+    """platform=auto: the plan of the detected platform composes that platform's YAML."""
+    from hydra import compose, initialize_config_dir
+
+    from tuner.config import register
+    from tuner.plan import platform_settings
+
+    register()
     f = detect(root=rpi4_tree(tmp_path / "root"), path=empty_path, runtimes=False)
-    cfg = platforms.resolve_platform_config(platforms.load_platform_config("auto"), f)
-    assert cfg["name"] == "rpi4" and cfg["tvm_target"] == "raspberry-pi/4b-aarch64"
+    with initialize_config_dir(config_dir=str(CONF.parent), version_base="1.3"):
+        cfg = compose("config", overrides=["+space=mobilenet", "platform=auto"])
+    settings = platform_settings(cfg, f.platform)
+    assert settings.name == "rpi4" and settings.tvm_target == "raspberry-pi/4b-aarch64"
+    assert settings.threads == 4 and settings.system_type == "edge"
 
 
 @pytest.mark.slow  # importing TVM takes ~5 s on a shared 2-core machine

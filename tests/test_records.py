@@ -147,3 +147,16 @@ def test_a_full_disk_is_a_clear_error_and_the_table_stays(tmp_path):
         filler.unlink()
         rec.add(row(4))  # room again: the unsaved row goes out with the next one
         assert [r["trial"] for r in read(run).to_pylist()] == [0, 1, 2, 3, 4]
+
+
+def test_a_second_writer_after_a_flush_is_read_back(tmp_path):
+    """The driver flushes at the end of a study; promote then opens the run and adds rows:
+    they must be read back (their parts numbered after the compacted file's mark)."""
+    first = Records(tmp_path)
+    for i in range(3):
+        first.add(row(i))
+    first.flush()
+    second = Records(tmp_path)
+    second.add(row(3))
+    assert [r["trial"] for r in read(tmp_path).to_pylist()] == [0, 1, 2, 3]
+    assert [r["trial"] for r in Records(tmp_path).rows] == [0, 1, 2, 3]

@@ -23,7 +23,7 @@ from tuner import promote
 from tuner.reproduce import reproduce
 from tuner.driver import Driver
 from experiments.loadgen_logs import DETAIL, PREFIX
-from tuner.platforms import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY
+from experiments.system_json import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY
 
 TEST_MS = 300  # the documented test setting (--min-duration-ms / promotion.min_duration_ms)
 ORG = "TunerTest"

@@ -142,7 +142,8 @@ class Driver:
                 ps.lane = self.scheduler.lanes[ps.platform]
             self._loop()
         finally:
-            self.records.flush()  # compact the per-trial parts into trials.parquet
+            if self.records.rows:
+                self.records.flush()  # compact the per-trial parts into trials.parquet
             if own:
                 self.dispatcher.shutdown()
         return self.studies

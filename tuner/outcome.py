@@ -103,10 +103,11 @@ class Recorder:
             floor.observe(row)
 
     def row(self, tcfg: TrialConfig, result: TrialResult, objective: str, *,
-            subdir: str = "", store: bool = True) -> dict[str, Any]:
+            subdir: str = "", store: bool = True, fidelity: str | None = None) -> dict[str, Any]:
         """The record of ``result``; stored (logs written, row added) unless ``store`` is
-        false. The fidelity is the result's own (replay, simulated) or the config's."""
-        fidelity = result.fidelity or tcfg.fidelity.name
+        false. The fidelity is the one given (reproduce), else the result's own (replay,
+        simulated), else the config's."""
+        fidelity = fidelity or result.fidelity or tcfg.fidelity.name
         log_dir = ""
         if store and fidelity not in NOT_MEASURED:
             log_dir = write_logs(self.run_dir, log_folder(tcfg.study, tcfg.trial, fidelity,

@@ -228,16 +228,5 @@ def load_platform_config(name: str, conf_dir: Path | None = None) -> dict[str, A
         return yaml.safe_load(f)
 
 
-def resolve_platform_config(cfg: dict[str, Any], facts: NodeFacts | None = None,
-                            conf_dir: Path | None = None) -> dict[str, Any]:
-    """``platform=auto`` becomes the detected platform's config; others pass through."""
-    if cfg.get("name") != "auto":
-        return dict(cfg)
-    facts = facts or detect(runtimes=False)
-    return load_platform_config(facts.platform, conf_dir)
-
-# Kept until tests/test_submission.py imports them from experiments.system_json (their home).
-from experiments.system_json import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY  # noqa: E402,F401
-
 __all__ = ["KNOWN_PLATFORMS", "NodeFacts", "check_platform_name", "classify", "detect",
-           "load_platform_config", "resolve_platform_config"]
+           "load_platform_config"]

@@ -138,6 +138,8 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
 
     def done(tcfg: TrialConfig, result: TrialResult) -> None:
         attach_facts(result, facts)
+        # the MLPerf category the packer describes the system with
+        result.system = {**result.system, "system_type": system_type(cfg, tcfg.platform)}
         row = rec.row(tcfg, result, objective_of(by_key[(tcfg.study, tcfg.trial)]),
                       subdir=tcfg.scenario)
         new_rows.append(row)

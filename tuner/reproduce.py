@@ -9,7 +9,6 @@ evidence of run-to-run spread.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -72,9 +71,8 @@ def reproduce(run_dir: str | Path, pick: str, fidelity: str | None = None, recor
     count = sum(r["fidelity"] == REPRODUCE and r["study"] == old["study"]
                 and r["trial"] == old["trial"] for r in rec.records.rows)
     # The same path as every record; --no-record computes the row and stores nothing.
-    new = rec.row(dataclasses.replace(tcfg, fidelity=dataclasses.replace(
-        tcfg.fidelity, name=REPRODUCE)), result, objective_of(old),
-        subdir=str(count + 1), store=record)
+    new = rec.row(tcfg, result, objective_of(old), subdir=str(count + 1), store=record,
+                  fidelity=REPRODUCE)
     out(side_by_side(old, new))
     if new.get("cause"):
         out(f"cause: {new['cause']}")

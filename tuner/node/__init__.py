@@ -42,7 +42,7 @@ _PUBLIC = {
     "pick_ports": "ports", "port_free": "ports",
     "prepare_driver": "auth", "driver_env": "auth", "refresh_ray_auth_cache": "auth",
     "start": "lifecycle", "stop": "lifecycle", "status": "lifecycle",
-    "build_parser": "cli", "main": "cli", "_parser": "cli",
+    "build_parser": "cli", "main": "cli",
 }
 __all__ = [name for name in _PUBLIC if not name.startswith("_")]
 

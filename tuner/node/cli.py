@@ -56,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-_parser = build_parser  # old private name, still used by tests/test_fleet.py
 
 
 def _print_status(info: dict[str, Any]) -> None:
