@@ -1,116 +1,316 @@
-"""How much device time the search saves: Optuna (our sampler) vs the exhaustive grid.
+"""How many trials each search strategy needs for the true latency/accuracy front.
 
-1. Measures every point of a reduced MobileNet grid once with real short LoadGen runs
-   (model variants x ONNX Runtime thread counts), on this machine.
-2. Replays the study against that table for many seeds: each ask is answered from the
-   table, so only the sampler differs. Prints how many trials reach 90 / 95 / 100 % of the
-   grid front's hypervolume (latency down, accuracy up, above the accuracy floor), as a
-   fraction of the grid, for our TPE set-up and for random search.
+Replays device tables in-process (no Ray, no device): each proposal is answered from the
+table, so only the strategy differs. Tables:
 
-    python benchmarks/search_efficiency.py [--out /tmp/grid.json] [--seeds 20]
+- every published device in ``--published`` (default: the v1.0 Krai tree in
+  ../shared/published), imported with ``experiments.published.import_trees``: MobileNet
+  v1/v2 (version x width x resolution x quantized) x runtime (TFLite, ArmNN), SingleStream
+  90th-percentile latency (ms, down) and top-1 (up), one table per device;
+- our own measured digits grid (``--own FILE``, as written by ``--measure-own FILE``:
+  width x resolution x precision x ONNX Runtime threads, measured here with short LoadGen
+  runs), with its accuracy floor (99% of the reference) as a constraint.
+
+A repeated proposal is answered from the records and costs nothing (what the driver does);
+so does a proposal of a point the table lacks (told infeasible). Trials count measured
+points only. Prints, per table and strategy, medians over seeds: trials to 90% and 100%
+of the true front (count, and multiple of the front's size), front recall and
+hypervolume (log latency x accuracy, share of the true front's) at 10/20/30% of the
+table; then warm start leave-one-platform-out against cold start.
+
+    python benchmarks/search_efficiency.py [--seeds 20] [--own /tmp/tuner-grid.json]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
+import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 import optuna
 
-from search_spaces import SearchSpace
-from tuner.driver import make_sampler
-from tuner.isolation import run_isolated
-from tuner.trial import Fidelity, TrialConfig
-from tuner.workloads.digits import RESOLUTIONS, WIDTHS, DigitsWorkload
+from search_spaces import SearchSpace, make_sampler, plan_warm_start
+from search_spaces.warm_start import project
 
-SPACE = {"model": {"width": {"type": "categorical", "choices": list(WIDTHS)},
-                   "resolution": {"type": "categorical", "choices": list(RESOLUTIONS)},
-                   "precision": {"type": "categorical", "choices": ["fp32", "int8"]}},
-         "backends": ["onnxruntime"]}
-KNOBS = {"onnxruntime": {"knobs": {"intra_op_threads": {"type": "int", "low": 1, "high": 2}}}}
+PUBLISHED = Path(__file__).resolve().parents[2] / "shared/published/inference_results_v1.0"
+FAMILIES = ("mobilenet-v1", "mobilenet-v2")
+BUDGETS = (0.1, 0.2, 0.3)
+PENALTY = [1e9, 0.0]
 
 
-def key(params: dict) -> str:
-    return json.dumps(params, sort_keys=True)
+# --- tables -------------------------------------------------------------------------------
+def published_tables(tree: Path) -> dict[str, list[dict[str, Any]]]:
+    from experiments.published import import_trees
+
+    rows, problems = import_trees([tree])
+    for problem in problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        params = json.loads(r["params"])
+        if r["scenario"] != "SingleStream" or params.get("family") not in FAMILIES:
+            continue
+        tables.setdefault(r["platform"], []).append(
+            {"platform": r["platform"], "params": params, "latency_ms": r["p90_latency_ms"],
+             "accuracy": r["accuracy"], "feasible": bool(r["valid"]),
+             "valid": bool(r["valid"])})
+    return tables
 
 
-def measure_grid(space: SearchSpace, out: Path) -> dict[str, tuple[float, float]]:
+OWN_SPACE = {"model": {"width": {"type": "categorical", "ordered": True,
+                                 "choices": [0.25, 0.5, 0.75, 1.0]},
+                       "resolution": {"type": "categorical", "ordered": True,
+                                      "choices": [32, 48, 64, 96]},
+                       "precision": {"type": "categorical", "choices": ["fp32", "int8"]}},
+             "backends": ["onnxruntime"]}
+OWN_KNOBS = {"onnxruntime": {"knobs": {"intra_op_threads": {"type": "int", "low": 1, "high": 2}}}}
+
+
+def measure_own(out: Path) -> None:
+    """Measure every point of the digits grid once (short real LoadGen runs, this machine);
+    resumable: points already in ``out`` are kept."""
+    from tuner.isolation import run_isolated
+    from tuner.trial import Fidelity, TrialConfig
+
+    space = SearchSpace.from_config(OWN_SPACE, OWN_KNOBS)
     table = json.loads(out.read_text()) if out.exists() else {}
-    grid = space.grid()
-    for i, params in enumerate(grid):
-        if key(params) in table:
+    for i, params in enumerate(space.grid()):
+        key = json.dumps(params, sort_keys=True)
+        if key in table:
             continue
         point = space.split(params)
         cfg = TrialConfig(study="grid", trial=i, platform="bench", workload={"name": "digits"},
                           model=point.model, backend=point.backend,
                           knobs={**point.knobs, "allow_spinning": False},
                           scenario="SingleStream", fidelity=Fidelity("short", 500, 64, 5000))
-        started = time.time()
         r = run_isolated(cfg, 300)
-        assert r.ok and r.valid, (params, r.cause)
-        table[key(params)] = (r.latency_ms, r.accuracy)
+        if not (r.ok and r.valid):
+            raise SystemExit(f"measure-own: {params}: {r.cause}")
+        table[key] = (r.latency_ms, r.accuracy)
         out.write_text(json.dumps(table))
-        print(f"[{len(table)}/{len(grid)}] {r.model_name} threads "
-              f"{point.knobs['intra_op_threads']}: {r.latency_ms:.3f} ms, top-1 {r.accuracy:.3f}"
-              f" ({time.time() - started:.1f} s)", flush=True)
-    return table
+        print(f"[{len(table)}] {r.model_name} {point.knobs}: {r.latency_ms:.3f} ms, "
+              f"top-1 {r.accuracy:.3f}", flush=True)
 
 
-def hypervolume(points: list[tuple[float, float]], floor: float, worst_latency: float) -> float:
-    """Area dominated by (latency, accuracy) points above the floor, up to the reference."""
-    pts = sorted((lat, acc) for lat, acc in points if acc >= floor and lat <= worst_latency)
-    area, best_acc = 0.0, floor
-    for i, (lat, acc) in enumerate(pts):
-        best_acc = max(best_acc, acc)
-        nxt = pts[i + 1][0] if i + 1 < len(pts) else worst_latency
-        area += (nxt - lat) * (best_acc - floor)
-    return area
+def own_table(path: Path, floor: float) -> list[dict[str, Any]]:
+    table = json.loads(path.read_text())
+    return [{"platform": "own", "params": json.loads(k), "latency_ms": lat, "accuracy": acc,
+             "feasible": acc >= floor, "floor": floor} for k, (lat, acc) in table.items()]
 
 
-def replay(space: SearchSpace, table: dict, sampler: str, seed: int, floor: float,
-           worst: float, target: float) -> list[float]:
-    """HV fraction after each trial."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(directions=["minimize", "maximize"],
-                                sampler=make_sampler(sampler, seed))
-    found, curve = [], []
-    for _ in range(2 * len(table)):  # samplers may propose a point twice
+def space_of(rows: list[dict[str, Any]]) -> SearchSpace:
+    """The table's space: numeric dims ordered, names unordered, knobs by runtime."""
+    values: dict[str, set] = {}
+    for r in rows:
+        for k, v in r["params"].items():
+            values.setdefault(k, set()).add(v)
+
+    def spec(vs: set) -> dict[str, Any]:
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)
+        return {"type": "categorical", "choices": sorted(vs, key=str) if not numeric
+                else sorted(vs), "ordered": numeric}
+
+    model = {k: spec(vs) for k, vs in values.items() if k != "backend" and "." not in k}
+    model = dict(sorted(model.items(), key=lambda kv: kv[0] != "family"))
+    knobs: dict[str, dict] = {}
+    for k, vs in values.items():
+        if "." in k:
+            runtime, knob = k.split(".", 1)
+            knobs.setdefault(runtime, {"knobs": {}})["knobs"][knob] = spec(vs)
+    space = SearchSpace.from_config({"model": model, "backends": sorted(values["backend"])},
+                                    knobs)
+    return space.restricted([r["params"] for r in rows])
+
+
+def front_keys(space: SearchSpace, rows: list[dict[str, Any]]) -> set:
+    feas = [r for r in rows if r["feasible"]]
+    return {space.key(a["params"]) for a in feas if not any(
+        b["latency_ms"] <= a["latency_ms"] and b["accuracy"] >= a["accuracy"]
+        and (b["latency_ms"] < a["latency_ms"] or b["accuracy"] > a["accuracy"]) for b in feas)}
+
+
+class Table:
+    def __init__(self, name: str, rows: list[dict[str, Any]]):
+        self.name, self.rows = name, rows
+        self.space = space_of(rows)
+        self.by_key = {self.space.key(r["params"]): r for r in rows}
+        self.front = front_keys(self.space, rows)
+        lats = [math.log(r["latency_ms"]) for r in rows]
+        accs = [r["accuracy"] for r in rows]
+        self.bounds = (min(lats), max(lats), min(accs), max(accs))
+        self.true_hv = self.hypervolume(list(self.by_key))
+
+    def hypervolume(self, keys: list) -> float:
+        """Area dominated in (log latency, accuracy), both scaled to 0..1 over the table."""
+        lo, hi, alo, ahi = self.bounds
+        pts = sorted(((math.log(r["latency_ms"]) - lo) / (hi - lo),
+                      (r["accuracy"] - alo) / (ahi - alo))
+                     for k in keys if (r := self.by_key[k])["feasible"])
+        area, best = 0.0, 0.0
+        for i, (x, y) in enumerate(pts):
+            best = max(best, y)
+            nxt = pts[i + 1][0] if i + 1 < len(pts) else 1.0
+            area += (nxt - x) * best
+        return area
+
+
+# --- one replayed study --------------------------------------------------------------------
+def replay(table: Table, sampler: optuna.samplers.BaseSampler,
+           enqueue: list[dict[str, Any]] = ()) -> list:
+    """Measured point keys in order, until the whole front and 30% of the table are in
+    (or the table is used up, or the sampler keeps proposing nothing new)."""
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+    for params in enqueue:
+        study.enqueue_trial(params, skip_if_exists=True)
+    n = len(table.by_key)
+    measured, seen, asks = [], set(), 0
+    need = math.ceil(max(BUDGETS) * n)
+    while len(measured) < n and asks < 20 * n:
+        if table.front <= seen and len(measured) >= need:
+            break
+        asks += 1
         trial = study.ask()
-        params = space.suggest(trial)
-        lat, acc = table[key(params)]
-        trial.set_constraint("accuracy_floor", floor - acc)
-        study.tell(trial, [lat, acc])
-        found.append((lat, acc))
-        curve.append(hypervolume(found, floor, worst) / target)
-    return curve
+        params = table.space.suggest(trial)
+        key = table.space.key(params)
+        row = table.by_key.get(key)
+        if row is None:  # not in the table: infeasible, costs nothing
+            trial.set_constraint("in_table", 1.0)
+            study.tell(trial, PENALTY)
+            continue
+        # as the driver tells it: floor - accuracy, and LoadGen's validity
+        if row.get("floor") is not None:
+            trial.set_constraint("accuracy_floor", row["floor"] - row["accuracy"])
+        trial.set_constraint("loadgen_valid", 0.0 if row.get("valid", True) else 1.0)
+        study.tell(trial, [row["latency_ms"], row["accuracy"]])
+        if key not in seen:  # a repeat is answered from the records
+            seen.add(key)
+            measured.append(key)
+    return measured
+
+
+def metrics(table: Table, order: list) -> dict[str, float]:
+    f, n = len(table.front), len(table.by_key)
+    out: dict[str, float] = {}
+    for share, name in ((0.9, "t90"), (1.0, "t100")):
+        need, hits = math.ceil(share * f - 1e-9), 0
+        out[name] = math.inf
+        for i, key in enumerate(order):
+            hits += key in table.front
+            if hits >= need:
+                out[name] = i + 1
+                break
+    for b in BUDGETS:
+        head = order[:round(b * n)]
+        out[f"recall{b:.0%}"] = len(table.front.intersection(head)) / f
+        out[f"hv{b:.0%}"] = table.hypervolume(head) / table.true_hv
+    return out
+
+
+STRATEGIES: dict[str, Callable[[Table, int], optuna.samplers.BaseSampler]] = {
+    "grid": lambda t, s: make_sampler("grid", s, space=t.space),
+    "random": lambda t, s: make_sampler("random", s, space=t.space),
+    "tpe": lambda t, s: make_sampler("tpe", s, space=t.space),
+    "nsga2": lambda t, s: make_sampler("nsga2", s, space=t.space),
+    "front": lambda t, s: make_sampler("front", s, space=t.space),
+}
+
+
+def median_metrics(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def line(label: str, table: Table, m: dict[str, float]) -> str:
+    f = len(table.front)
+
+    def t(v: float) -> str:
+        return "   never" if math.isinf(v) else f"{v:4.0f} {v / f:4.1f}x"
+
+    rec = " ".join(f"{m[f'recall{b:.0%}']:.2f}" for b in BUDGETS)
+    hv = " ".join(f"{m[f'hv{b:.0%}']:.3f}" for b in BUDGETS)
+    return f"  {label:18s} {t(m['t90'])}  {t(m['t100'])}   {rec}   {hv}"
+
+
+HEADER = ("  strategy           to 90%     to 100%    recall@10/20/30%   HV@10/20/30%")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", default="/tmp/tuner-grid.json")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--published", default=str(PUBLISHED))
+    parser.add_argument("--own", help="our measured grid (JSON of --measure-own)")
+    parser.add_argument("--measure-own", metavar="FILE",
+                        help="measure the digits grid on this machine into FILE, then stop")
+    parser.add_argument("--own-floor", type=float, default=None,
+                        help="accuracy floor of the own grid (default: 99%% of digits' reference)")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--no-warm", action="store_true")
     args = parser.parse_args()
-    space = SearchSpace.from_config(SPACE, KNOBS)
-    table = measure_grid(space, Path(args.out))
-    floor = 0.99 * DigitsWorkload().reference_accuracy()
-    worst = max(lat for lat, _ in table.values()) * 1.1
-    target = hypervolume(list(table.values()), floor, worst)
-    n = len(table)
-    print(f"grid: {n} points; accuracy floor {floor:.4f}; front hypervolume {target:.4f}")
-    for sampler in ("tpe", "random"):
-        needed = {0.9: [], 0.95: [], 1.0: []}
-        for seed in range(args.seeds):
-            curve = replay(space, table, sampler, seed, floor, worst, target)
-            for level in needed:
-                # not reached within 2x the grid counts as 2x the grid (a pessimistic median)
-                needed[level].append(next((i + 1 for i, v in enumerate(curve)
-                                           if v >= level - 1e-9), 2 * n))
-        summary = ", ".join(f"{int(level * 100)}% HV in {statistics.median(v):.0f} trials "
-                            f"({statistics.median(v) / n:.0%} of the grid)"
-                            for level, v in needed.items())
-        print(f"{sampler:6s} (median of {args.seeds} seeds): {summary}")
+    if args.measure_own:
+        measure_own(Path(args.measure_own))
+        return
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    tables = {name: Table(name, rows) for name, rows in published_tables(Path(args.published)).items()}
+    if args.own:
+        floor = args.own_floor
+        if floor is None:
+            from tuner.workloads.digits import DigitsWorkload
+
+            floor = 0.99 * DigitsWorkload().reference_accuracy()
+        tables["own (digits, this machine)"] = Table("own", own_table(Path(args.own), floor))
+    started = time.time()
+    for name, table in tables.items():
+        n, f = len(table.by_key), len(table.front)
+        print(f"\n{name}: {n} points, {f} on the front ({args.seeds} seeds, medians)")
+        print(HEADER)
+        for label in args.strategies.split(","):
+            seeds = [0] if label == "grid" else range(args.seeds)
+            runs = [metrics(table, replay(table, STRATEGIES[label](table, s))) for s in seeds]
+            print(line(label, table, median_metrics(runs)), flush=True)
+    if not args.no_warm:
+        warm_start_report(tables, args.seeds)
+    print(f"\n({time.time() - started:.0f} s)")
+
+
+def warm_start_report(tables: dict[str, Table], seeds: int) -> None:
+    """Leave one platform out: learn from the others' records, tune the held-out one."""
+    print("\nwarm start, leave one platform out (front sampler; medians)")
+    for name, table in tables.items():
+        others = [r for other, t in tables.items() if other != name for r in t.rows]
+        if not others:
+            continue
+        plan = plan_warm_start(others, table.space)
+        naive = [p for p in (project(r["params"], table.space) for r in others
+                             if table.space.key(r["params"]) in _foreign_front(tables, name))
+                 if p is not None]
+        f = len(table.front)
+        print(f"\n{name} <- {', '.join(o for o in tables if o != name)}: {f} on the front; "
+              f"enqueued {len(plan.enqueue)}, of them on this front "
+              f"{sum(table.space.key(p) in table.front for p in plan.enqueue)}")
+        print(HEADER)
+        cases = {
+            "cold": lambda s: replay(table, make_sampler("front", s, space=table.space)),
+            "warm": lambda s: replay(table, make_sampler("front", s, space=table.space,
+                                                         warm_start=plan), plan.enqueue),
+            "naive (all front)": lambda s: replay(
+                table, make_sampler("tpe", s, space=table.space), naive),
+        }
+        for label, run in cases.items():
+            print(line(label, table, median_metrics([metrics(table, run(s))
+                                                     for s in range(seeds)])), flush=True)
+
+
+def _foreign_front(tables: dict[str, Table], held_out: str) -> set:
+    keys: set = set()
+    for name, t in tables.items():
+        if name != held_out:
+            keys |= t.front
+    return keys
 
 
 if __name__ == "__main__":

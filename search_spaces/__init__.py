@@ -1,4 +1,8 @@
-"""Search spaces: typed, conditional dimensions turned into Optuna suggestions."""
-from search_spaces.space import BACKEND, Dim, SearchSpace, TrialParams
+"""Search spaces: typed, conditional dimensions turned into Optuna suggestions, and the
+samplers and warm start that search them."""
+from search_spaces.samplers import DEFAULT_SAMPLER, SAMPLERS, make_sampler
+from search_spaces.space import BACKEND, Dim, SearchSpace, TrialParams, canonical
+from search_spaces.warm_start import WarmStart, plan_warm_start, project
 
-__all__ = ["BACKEND", "Dim", "SearchSpace", "TrialParams"]
+__all__ = ["BACKEND", "DEFAULT_SAMPLER", "Dim", "SAMPLERS", "SearchSpace", "TrialParams",
+           "WarmStart", "canonical", "make_sampler", "plan_warm_start", "project"]

@@ -24,6 +24,13 @@ class Dim:
     when: tuple[tuple[str, tuple], ...] = ()  # (dim name, allowed values)
     role: str = "param"  # model | backend | knob | scenario
     owner: str = ""  # the runtime a knob belongs to
+    # Values with an order a search may exploit (widths, resolutions, thread counts): int
+    # and float dims always are; a categorical only when its config says `ordered: true`.
+    ordered: bool = False
+
+    @property
+    def is_ordered(self) -> bool:
+        return self.ordered or self.type in ("int", "float")
 
     def active(self, params: Mapping[str, Any]) -> bool:
         return all(name in params and params[name] in allowed for name, allowed in self.when)
@@ -59,9 +66,16 @@ def _dim(name: str, spec: Mapping[str, Any], role: str, owner: str = "",
     low, high = spec.get("low"), spec.get("high")
     if typ == "int":
         low, high = int(low), int(high)
-    return Dim(name=name, type=typ, choices=tuple(spec.get("choices") or ()), low=low,
+    choices = tuple(spec.get("choices") or ())
+    ordered = bool(spec.get("ordered", False))
+    if ordered and typ == "categorical":
+        try:  # an ordered categorical lists its values in order (sorted where comparable)
+            choices = tuple(sorted(choices))
+        except TypeError:
+            pass
+    return Dim(name=name, type=typ, choices=choices, low=low,
                high=high, step=spec.get("step"), log=bool(spec.get("log", False)),
-               when=tuple(when), role=role, owner=owner)
+               when=tuple(when), role=role, owner=owner, ordered=ordered)
 
 
 class SearchSpace:
@@ -73,6 +87,7 @@ class SearchSpace:
         if not dims:
             raise ValueError("search space: no dimensions")
         self.dims = dims
+        self._points: list[dict[str, Any]] | None = None  # set by `restricted`
 
     @classmethod
     def from_config(cls, space: Mapping[str, Any], backends: Mapping[str, Any],
@@ -131,8 +146,20 @@ class SearchSpace:
         return out
 
     # --- grid ----------------------------------------------------------------------
+    def restricted(self, points: Iterable[Mapping[str, Any]]) -> "SearchSpace":
+        """The same dimensions, but only these points exist (a replayed table holds fewer
+        than the product of its dimensions' values: v2 widths 1.3/1.4 only at 224)."""
+        out = SearchSpace(list(self.dims))
+        unique: dict[tuple, dict[str, Any]] = {}
+        for p in points:
+            unique.setdefault(self.key(p), dict(p))
+        out._points = list(unique.values())
+        return out
+
     def grid(self) -> list[dict[str, Any]]:
         """Every point of the space (conditional dims expanded only where active)."""
+        if self._points is not None:
+            return [dict(p) for p in self._points]
         points: list[dict[str, Any]] = [{}]
         for dim in self.dims:
             nxt = []
@@ -145,14 +172,55 @@ class SearchSpace:
         return points
 
     def size(self) -> int:
+        """How many distinct points the space holds (ValueError for a float dimension)."""
         return len(self.grid())
+
+    def is_finite(self) -> bool:
+        return all(d.type != "float" for d in self.dims)
+
+    def key(self, params: Mapping[str, Any]) -> tuple:
+        """The canonical identity of a point: equal for the same point however it was
+        spelt (1 vs 1.0 from Parquet JSON, key order, inactive dims left over)."""
+        by_name = {d.name: d for d in self.dims}
+        return tuple((name, canonical(params[name])) for name in sorted(params)
+                     if name in by_name and by_name[name].active(params))
+
+    def contains(self, params: Mapping[str, Any]) -> bool:
+        """Whether ``params`` is exactly one point of this space (every active dim set to
+        one of its values, nothing else)."""
+        if self._points is not None:
+            return self.key(params) in {self.key(p) for p in self._points} and all(
+                d.name in params for d in self.dims if d.active(params))
+        seen = set()
+        for dim in self.dims:
+            if not dim.active(params):
+                continue
+            if dim.name not in params:
+                return False
+            value = params[dim.name]
+            if dim.type == "categorical":
+                if canonical(value) not in {canonical(c) for c in dim.choices}:
+                    return False
+            elif not (float(dim.low) <= float(value) <= float(dim.high)):
+                return False
+            seen.add(dim.name)
+        return seen == set(params)
 
     def backends(self) -> list[str]:
         return list(next(d for d in self.dims if d.name == BACKEND).choices)
+
+
+def canonical(value: Any) -> Any:
+    """One spelling per value: numbers as floats (bools kept), everything else as text."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return str(value)
 
 
 def _when(spec: Mapping[str, Any], local: Mapping[str, str]) -> list[tuple[str, tuple]]:
     return [(local.get(k, k), _allowed(v)) for k, v in (spec.get("when") or {}).items()]
 
 
-__all__ = ["BACKEND", "Dim", "SearchSpace", "TrialParams"]
+__all__ = ["BACKEND", "Dim", "SearchSpace", "TrialParams", "canonical"]

@@ -27,6 +27,7 @@ class ParamSpec:
     high: Optional[float] = None
     step: Optional[float] = None
     log: bool = False
+    ordered: bool = False  # a categorical whose values have an order (widths, resolutions)
     # Only suggested when every named dimension has the given value (or one of a list).
     when: Dict[str, Any] = field(default_factory=dict)
 
@@ -84,8 +85,13 @@ class ScenarioConfig:
 class StudyConfig:
     name: str = "mobilenet"
     n_trials: int = 40  # per platform, counting trials finished in earlier runs
-    sampler: str = "tpe"  # tpe | nsga2 | random
+    # front (our front-seeking sampler: search_spaces/front_sampler.py) | tpe | nsga2 |
+    # random (a random order, no repeats) | grid (the grid in order, no repeats)
+    sampler: str = "front"
     seed: int = 0
+    # Run dirs (our own or imported published results) or study names of this run whose
+    # records of other platforms a new platform's study learns from (search_spaces.warm_start)
+    warm_start: List[str] = field(default_factory=list)
     accuracy_floor: Optional[float] = None  # absolute top-1; None: fraction x reference
     accuracy_floor_fraction: float = 0.99  # MLPerf's "99% of the reference accuracy"
     trial_timeout_s: float = 300.0
@@ -211,8 +217,10 @@ def validate(cfg: DictConfig) -> None:
                           f"one of {', '.join(SCENARIO_NAMES)}")
     if cfg.study.n_trials < 1:
         raise ConfigError(f"study.n_trials: must be >= 1, got {cfg.study.n_trials}")
-    if cfg.study.sampler not in ("tpe", "nsga2", "random"):
-        raise ConfigError(f"study.sampler: {cfg.study.sampler!r}; one of tpe, nsga2, random")
+    from search_spaces import SAMPLERS
+
+    if cfg.study.sampler not in SAMPLERS:
+        raise ConfigError(f"study.sampler: {cfg.study.sampler!r}; one of {', '.join(SAMPLERS)}")
     if cfg.cluster.mode not in ("local", "ray", "replay"):
         raise ConfigError(f"cluster.mode: {cfg.cluster.mode!r}; one of local, ray, replay")
     if cfg.cluster.mode == "replay" and not cfg.cluster.table:

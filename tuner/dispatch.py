@@ -67,7 +67,7 @@ def _driver_auth(address: str | None) -> str | None:
         pass  # no head of this agent here
     if not os.environ.get(auth.AUTH_MODE_ENV):
         if not (os.environ.get(auth.TOKEN_ENV) or os.environ.get(auth.TOKEN_PATH_ENV)
-                or auth.DEFAULT_TOKEN_FILE.is_file()):
+                or auth.default_token_file().is_file()):
             raise DispatchError(
                 f"no auth token for the cluster at {address}: no head started by the node "
                 f"agent here ({auth.state_dir(create=False)}); set {auth.TOKEN_PATH_ENV} to "

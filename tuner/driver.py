@@ -27,7 +27,8 @@ import optuna
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
-from experiments.records import Records
+from experiments.records import Records, read
+from search_spaces import make_sampler, plan_warm_start
 from tuner.config import BackendConfig, ConfigError, SpaceConfig, validate
 from tuner.dispatch import DispatchError
 from tuner.journal import JOURNAL, open_journal
@@ -52,7 +53,7 @@ class PlatformStudy:
     target: int  # trials to finish in total, earlier runs included
     finished: int = 0
     best: str = ""
-    measured: dict[str, int] = field(default_factory=dict)  # point key -> trial number
+    measured: dict[tuple, int] = field(default_factory=dict)  # space.key -> trial number
     repeats_in_a_row: int = 0
     cached: int = 0  # proposals answered from the records
     size: int | None = None  # points in its space (None: a float dimension, no grid)
@@ -62,10 +63,6 @@ class PlatformStudy:
     @property
     def platform(self) -> str:
         return self.plan.platform
-
-
-def point_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 class Driver:
@@ -94,18 +91,20 @@ class Driver:
     def _open_study(self, plan: PlatformPlan) -> PlatformStudy:
         name = f"{self.cfg.study.name}.{plan.platform}"
         directions = ["maximize" if self.objective == "qps" else "minimize", "maximize"]
+        fresh = name not in {s.study_name for s in optuna.get_all_study_summaries(self.storage)}
+        warm = self._warm_start(plan) if fresh else None
         study = optuna.create_study(
             study_name=name, storage=self.storage, directions=directions, load_if_exists=True,
-            sampler=make_sampler(self.cfg.study.sampler, self.cfg.study.seed, space=plan.space))
+            sampler=make_sampler(self.cfg.study.sampler, self.cfg.study.seed, space=plan.space,
+                                 warm_start=warm))
         study.set_metric_names([self.objective, "accuracy"])
+        for point in (warm.enqueue if warm else []):
+            study.enqueue_trial(point, user_attrs={"warm_start": True})
         ps = PlatformStudy(plan, name, study, int(self.cfg.study.n_trials))
-        try:
-            ps.size = plan.space.size()
-        except ValueError:  # a float dimension: no finite grid
-            ps.size = None
+        ps.size = plan.space.size() if plan.space.is_finite() else None
         for row in self.records.rows:
             if row["study"] == name and row["fidelity"] == self.fidelity:
-                ps.measured.setdefault(point_key(json.loads(row["params"])), row["trial"])
+                ps.measured.setdefault(plan.space.key(json.loads(row["params"])), row["trial"])
         self._recover(ps)
         return ps
 
@@ -125,6 +124,36 @@ class Driver:
                     ps.study.tell(trial, state=states.FAIL)
                     ps.study.enqueue_trial(frozen.params,
                                            user_attrs={"requeued_from": frozen.number})
+
+    def _warm_start(self, plan: PlatformPlan):
+        """``study.warm_start``: what other platforms' records (run dirs, or study names of
+        this run) say about this platform's space; None when none is given."""
+        sources = list(self.cfg.study.warm_start or [])
+        if not sources:
+            return None
+        rows = []
+        for source in sources:
+            if Path(source).exists():
+                rows += read(source).to_pylist()
+            else:  # a study of this run
+                found = [r for r in self.records.rows if r["study"] == source]
+                if not found:
+                    raise ConfigError(f"study.warm_start: {source!r} is neither a run dir nor "
+                                      "a study of this run")
+                rows += found
+        facts = scenario_facts(self.cfg.scenario.name)
+        records = [{"platform": r["platform"], "params": json.loads(r["params"] or "{}"),
+                    self.objective: r[self.objective], "accuracy": r["accuracy"],
+                    "feasible": r["state"] == "complete"}
+                   for r in rows if r["platform"] != plan.platform
+                   and r["scenario"] == facts.name and r["state"] != "failed"]
+        plan_ = plan_warm_start(records, plan.space, objectives=(self.objective, "accuracy"),
+                                directions=("maximize" if facts.throughput else "minimize",
+                                            "maximize"))
+        self._print(f"{plan.platform}: warm start from {len(records)} record(s) of other "
+                    f"platforms; {len(plan_.enqueue)} point(s) measured first"
+                    + "".join(f"; {n}" for n in plan_.notes))
+        return plan_
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> list[PlatformStudy]:
@@ -188,11 +217,12 @@ class Driver:
         before. False when it repeats a point still in flight: ask again after a result."""
         trial = ps.study.ask()
         params = ps.plan.space.suggest(trial)
-        earlier = ps.measured.get(point_key(params))
+        key = ps.plan.space.key(params)
+        earlier = ps.measured.get(key)
         if earlier is not None:
             return self._answer_from_records(ps, trial, earlier)
         ps.repeats_in_a_row = 0
-        ps.measured[point_key(params)] = trial.number
+        ps.measured[key] = trial.number
         self.scheduler.submit(trial_config(ps.plan, ps.name, trial.number, params), token=trial)
         return True
 
@@ -271,17 +301,6 @@ def fixed_floor(cfg: DictConfig) -> float | None:
     return None if reference is None else study.accuracy_floor_fraction * reference
 
 
-def make_sampler(kind: str, seed: int | None, space=None) -> optuna.samplers.BaseSampler:
-    if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if kind == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # group=True: TPE models each set of co-occurring (conditional) dims jointly;
-    # constant_liar: parallel trials in flight are not proposed twice.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                      constant_liar=True, n_startup_trials=8)
-
-
 def local_platform_name(cfg: DictConfig) -> str:
     if cfg.platform.name != "auto":
         return cfg.platform.name
@@ -329,7 +348,13 @@ def cluster_plans(cfg: DictConfig, dispatcher) -> list[PlatformPlan]:
     present = dispatcher.platforms()
     platforms = ([local_platform_name(cfg)] if cfg.cluster.mode == "local"
                  else list(cfg.cluster.platforms) or sorted(present))
-    return make_plans(cfg, platforms, present)
+    plans = make_plans(cfg, platforms, present)
+    if hasattr(dispatcher, "points"):  # a replayed table holds only some of its grid
+        for plan in plans:
+            if plan.space is not None:
+                plan.space = plan.space.restricted(
+                    dispatcher.points(plan.platform, cfg.scenario.name))
+    return plans
 
 
 def show_plan(cfg: DictConfig, out=print) -> None:

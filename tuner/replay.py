@@ -202,6 +202,12 @@ class ReplayDispatcher:
             duration_s=time.time() - started, system=facts, fidelity=REPLAY,
             source=json.dumps(source, sort_keys=True, default=str))
 
+    def points(self, platform: str, scenario: str) -> list[dict[str, Any]]:
+        """The parameter sets the table holds for a platform and scenario: the only points
+        a replay study over it should propose (``SearchSpace.restricted``)."""
+        return [json.loads(row["params"] or "{}") for (p, s, _), row in self._index.items()
+                if p == platform and s == scenario]
+
     def submit(self, cfg: TrialConfig, timeout_s: float | None = None) -> int:
         ref = next(self._refs)
         self._answers[ref] = self.answer(cfg)

@@ -51,6 +51,9 @@ class SimulatedDispatcher:
     def space_config(self):
         return self.table.space_config()
 
+    def points(self, platform, scenario):
+        return self.table.points(platform, scenario)
+
     def submit(self, cfg: TrialConfig, timeout_s: float | None = None):
         answer = dataclasses.replace(self.table.answer(cfg), fidelity=SIMULATED)
         return self._remote.options(

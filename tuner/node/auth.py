@@ -29,7 +29,9 @@ from tuner.node.procs import is_alive
 from tuner.node.store import load_records, state_dir
 
 AUTH_MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
-DEFAULT_TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+def default_token_file() -> Path:
+    """Ray's own default token file (read at call time: HOME may change, as in tests)."""
+    return Path.home() / ".ray" / "auth_token"
 
 __all__ = ["AUTH_MODE_ENV", "TOKEN_ENV", "TOKEN_PATH_ENV", "state_dir", "head_record",
            "resolve_auth", "auth_env", "apply_env", "driver_env", "refresh_ray_auth_cache",
@@ -89,8 +91,8 @@ def resolve_auth(*, head: bool, no_auth: bool, token: str | None, token_file: st
     if found:
         return {"mode": found["auth"]["mode"], "token_path": found["auth"]["token_path"],
                 "owns_token": False, "source": f"head record {found['id']}"}
-    if DEFAULT_TOKEN_FILE.is_file():
-        return {"mode": "token", "token_path": str(DEFAULT_TOKEN_FILE), "owns_token": False,
+    if default_token_file().is_file():
+        return {"mode": "token", "token_path": str(default_token_file()), "owns_token": False,
                 "source": "~/.ray/auth_token"}
     raise SystemExit("no auth token for this cluster: pass --token-file/--token, set "
                      f"{TOKEN_ENV} or {TOKEN_PATH_ENV}, or --no-auth if the head has none")
