@@ -86,6 +86,7 @@ class RayDispatcher:
 
         self._ray = ray
         self.started_local = False
+        self._watch = None
         if mode == "local":
             # Local mode: this process starts Ray, so it is the only process that needs the
             # cluster's auth token; bind to loopback so nothing outside this machine joins.
@@ -99,6 +100,9 @@ class RayDispatcher:
         else:
             address = _driver_auth(address)
             ray.init(address=address, log_to_driver=False, configure_logging=False)
+            from tuner.head_watch import HeadWatch
+
+            self._watch = HeadWatch(ray.get_runtime_context().gcs_address)
         self._remote = ray.remote(max_retries=0)(_measure_task)
 
     # --- the fleet ---------------------------------------------------------------
@@ -182,6 +186,8 @@ class RayDispatcher:
         self._ray.cancel(ref, force=True)
 
     def shutdown(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
         self._ray.shutdown()
 
 
