@@ -102,7 +102,8 @@ class RayDispatcher:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
             from tuner.head_watch import HeadWatch
 
-            self._watch = HeadWatch(ray.get_runtime_context().gcs_address)
+            self._watch = HeadWatch(ray.get_runtime_context().gcs_address,
+                                    connected=ray.is_initialized)
         self._remote = ray.remote(max_retries=0)(_measure_task)
 
     # --- the fleet ---------------------------------------------------------------

@@ -27,10 +27,12 @@ def _say_and_exit(address: str) -> None:
 
 class HeadWatch:
     def __init__(self, gcs_address: str, period_s: float = 2.0, misses: int = 4,
-                 on_lost: Callable[[str], None] = _say_and_exit):
+                 on_lost: Callable[[str], None] = _say_and_exit,
+                 connected: Callable[[], bool] = lambda: True):
         host, _, port = gcs_address.rpartition(":")
         self.address, self._target = gcs_address, (host, int(port))
         self.period_s, self.misses, self.on_lost = period_s, misses, on_lost
+        self.connected = connected  # false once the process let go of the cluster itself
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="head-watch", daemon=True)
         self._thread.start()
@@ -45,6 +47,8 @@ class HeadWatch:
     def _run(self) -> None:
         missed = 0
         while not self._stop.wait(self.period_s):
+            if not self.connected():
+                return
             missed = 0 if self._answers() else missed + 1
             if missed >= self.misses:
                 self.on_lost(self.address)

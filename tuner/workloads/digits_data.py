@@ -50,7 +50,9 @@ def preprocess(images: np.ndarray, resolution: int) -> np.ndarray:
     images = np.asarray(images, np.float32) / 16.0
     rows = _bilinear_matrix(images.shape[1], resolution)
     cols = _bilinear_matrix(images.shape[2], resolution)
-    resized = np.einsum("rh,nhw,cw->nrc", rows, images, cols)
+    # two batched matmuls: the same sums as einsum("rh,nhw,cw->nrc"), which numpy does not
+    # optimise here (318 ms vs 5 ms for the 359 held-out images at 96 px)
+    resized = rows @ images @ cols.T
     normalised = (resized - 0.5) / 0.5
     return np.ascontiguousarray(
         np.repeat(normalised[:, None, :, :], CHANNELS, axis=1), dtype=np.float32)
