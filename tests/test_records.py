@@ -89,9 +89,11 @@ while True:
 def test_killing_the_writer_mid_write_leaves_a_readable_table(tmp_path):
     for delay in (0.9, 1.3, 1.7):  # three kills, each resuming the same run
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=ROOT)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        try:
+            time.sleep(delay)
+        finally:  # never leave the endless writer behind, whatever stops this test
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
         trials = [r["trial"] for r in read(tmp_path).to_pylist()]
         assert trials == list(range(len(trials)))  # nothing torn, lost between, or doubled
     assert len(trials) > 5
