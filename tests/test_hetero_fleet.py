@@ -46,21 +46,6 @@ def agent(env, *args, timeout=150):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def listening_ports() -> set[int]:
-    """TCP ports in LISTEN state on this machine (IPv4 and IPv6), from /proc."""
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
 def test_each_platform_searches_its_own_space(tmp_path, cache_dir, monkeypatch):
     import backends
 
@@ -132,4 +117,7 @@ def test_each_platform_searches_its_own_space(tmp_path, cache_dir, monkeypatch):
         stopped = agent(env, "stop", "--grace", "6", timeout=120)
         shutil.rmtree(temp_root, ignore_errors=True)
     assert stopped.returncode == 0, stopped.stderr[-2000:]
-    assert not ports & listening_ports(), f"still listening: {sorted(ports & listening_ports())}"
+    from tuner.node.procs import listeners
+
+    held = {port: pids for port, pids in listeners(ports).items() if pids}
+    assert not held, f"still listening: {held}"

@@ -78,6 +78,11 @@ def _driver_auth(address: str | None) -> str | None:
     return address
 
 
+def no_node(platform: str, present: dict[str, list[NodeInfo]]) -> str:
+    """The problem of a requested platform no alive node carries."""
+    return f"no node of platform {platform!r} (present: {', '.join(sorted(present)) or 'none'})"
+
+
 class RayDispatcher:
     def __init__(self, mode: str = "local", address: str | None = None,
                  platform: str = "local", num_cpus: int | None = None,
@@ -137,8 +142,7 @@ class RayDispatcher:
         for platform in platforms:
             nodes = present.get(platform)
             if not nodes:
-                problems.append(f"no node of platform {platform!r} "
-                                f"(present: {', '.join(sorted(present)) or 'none'})")
+                problems.append(no_node(platform, present))
                 continue
             have = set().union(*(set(n.runtimes) for n in nodes))
             missing = [r for r in runtimes if r not in have]

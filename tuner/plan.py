@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.mlperf import SHORT
 from search_spaces import SearchSpace
 from tuner.config import ConfigError, PlatformConfig
-from tuner.dispatch import DispatchError, NodeInfo
+from tuner.dispatch import DispatchError, NodeInfo, no_node
 from tuner.trial import Fidelity, TrialConfig
 
 
@@ -140,8 +140,7 @@ def make_plans(cfg: DictConfig, platforms: list[str],
     for platform in platforms:
         nodes = present.get(platform)
         if not nodes:
-            problems.append(f"no node of platform {platform!r} "
-                            f"(present: {', '.join(sorted(present)) or 'none'})")
+            problems.append(no_node(platform, present))
             continue
         plan = make_plan(cfg, platform, nodes)
         if not plan.runtimes:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.mlperf import PROMOTED, REPLAY, REPRODUCE
+from search_spaces import canonical
 from tuner.config import ConfigError, ParamSpec
 from tuner.dispatch import DispatchError, NodeInfo
 from tuner.trial import TrialConfig, TrialResult
@@ -33,17 +34,9 @@ SKIPPED_FIDELITIES = (*PROMOTED, REPRODUCE)
 MODEL_ANCHOR = "family"  # the model dimension others are conditional on, where present
 
 
-def _canon(value: Any) -> Any:
-    """One spelling per value, so 1 and 1.0 (Parquet JSON vs Optuna) are the same point."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    return str(value)
-
-
 def point_key(platform: str, scenario: str, params: dict[str, Any]) -> tuple:
-    return (platform, scenario, tuple(sorted((k, _canon(v)) for k, v in params.items())))
+    # one spelling per value, so 1 and 1.0 (Parquet JSON vs Optuna) are the same point
+    return (platform, scenario, tuple(sorted((k, canonical(v)) for k, v in params.items())))
 
 
 def _spec(values: set) -> dict[str, Any]:
