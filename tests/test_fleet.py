@@ -295,9 +295,14 @@ def test_nodes_lost_mid_trial_are_recorded_and_the_rest_finishes(fleet, driver_e
         assert row["duration_s"] < 60  # not a trial timeout
         swept = (f"node lost: no alive node of platform '{platform}' left "
                  "(the cluster marked it dead)")
-        if platform == crash:  # Ray's own report naming the node (or the driver's, if first)
+        if platform == crash:
+            # Ray's own report, or the driver's if its liveness check came first. With every
+            # process SIGKILLed at once, Ray reports whichever link it sees break first: the
+            # node (NodeDiedError names it) or the trial's worker (WorkerCrashedError names
+            # no node; seen in CI).
             assert row["cause"] in (
-                f"node lost: NodeDiedError (node {victims[crash]['node_id']})", swept), seen
+                f"node lost: NodeDiedError (node {victims[crash]['node_id']})",
+                "node lost: WorkerCrashedError", swept), seen
         else:  # Ray never fails a task on a silent node: the driver's liveness check does
             assert row["cause"] == swept, seen
         noticed = row["started_at"].timestamp() + row["duration_s"] - killed[platform]
