@@ -75,7 +75,10 @@ def scale_out(devices: list[int], hold_s: float, per_device: int, table: Path) -
         try:
             for k in range(nodes):
                 share = n // nodes + (1 if k < n % nodes else 0)
-                cluster.add_node(num_cpus=0, resources={dut_resource(PLATFORM): share},
+                # num_cpus: logical slots only (trials ask for none); Ray keeps that many
+                # idle workers alive, and with 0 it kills each idle worker within ~1 s, so
+                # every round would start its workers anew (as an agent's node has its cores)
+                cluster.add_node(num_cpus=share, resources={dut_resource(PLATFORM): share},
                                  labels={"platform": PLATFORM})
             cluster.wait_for_nodes()
             dispatcher = SimulatedDispatcher(RayDispatcher("ray", address=cluster.address),
