@@ -169,6 +169,37 @@ def front_probability(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
     draws: (samples, candidates, objectives), observed: (n, objectives) feasible measured
     values. A candidate must beat every observed point and every other candidate of the
     same draw: the probability of lying on the front of the whole space."""
+    if draws.shape[2] == 2:
+        dominated = _dominated_2d(draws, observed)
+    else:
+        dominated = _dominated_pairwise(draws, observed)
+    return 1.0 - dominated.mean(0)
+
+
+def _dominated_2d(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Two objectives, O(c log c) per draw: sorted by the first objective, a candidate is
+    dominated when something before it is no worse in the second. Exact ties (which
+    continuous draws do not produce) may count as domination where the pairwise rule
+    would not."""
+    first, second = draws[..., 0], draws[..., 1]
+    order = np.argsort(first, axis=1, kind="stable")
+    ranked = np.take_along_axis(second, order, 1)
+    best_before = np.minimum.accumulate(ranked, axis=1)
+    best_before = np.concatenate([np.full((len(draws), 1), np.inf), best_before[:, :-1]], 1)
+    dominated = np.empty_like(ranked, dtype=bool)
+    np.put_along_axis(dominated, order, best_before <= ranked, 1)
+    if len(observed):
+        # the observed staircase: the best second objective among points no worse in the first
+        by_first = observed[np.argsort(observed[:, 0], kind="stable")]
+        stairs = np.minimum.accumulate(by_first[:, 1])
+        below = np.searchsorted(by_first[:, 0], first, side="right")  # observed with o0 <= d0
+        best = np.where(below > 0, stairs[np.maximum(below - 1, 0)], np.inf)
+        dominated |= best <= second
+    return dominated
+
+
+def _dominated_pairwise(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Any number of objectives, by comparing every pair (s * c * c * m)."""
     s, c, m = draws.shape
     dominated = np.zeros((s, c), dtype=bool)
     if len(observed):
@@ -181,7 +212,7 @@ def front_probability(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
         le = (part[:, None, :, :] <= part[:, :, None, :]).all(-1)  # [s, i, k]: k <= i
         lt = (part[:, None, :, :] < part[:, :, None, :]).any(-1)
         dominated[start:start + chunk] |= (le & lt).any(-1)
-    return 1.0 - dominated.mean(0)
+    return dominated
 
 
 def _measured(trial: FrozenTrial) -> bool:

@@ -113,6 +113,26 @@ def test_front_probability_counts_domination():
     assert list(p) == [1.0, 0.0, 1.0]
 
 
+def test_front_probability_matches_the_pairwise_rule():
+    """Two objectives take a sorted path; it must agree with the definition (k dominates i
+    when no worse in both and better in one), checked pair by pair, with and without
+    observed points, and for three objectives."""
+    import numpy as np
+
+    rng = np.random.RandomState(3)
+    for objectives, n_obs in ((2, 0), (2, 7), (3, 5)):
+        draws, observed = rng.randn(20, 15, objectives), rng.randn(n_obs, objectives) + 0.5
+
+        def dominates(a, b):
+            return bool((a <= b).all() and (a < b).any())
+
+        expect = np.array([[any(dominates(o, d[i]) for o in observed)
+                            or any(dominates(d[k], d[i]) for k in range(len(d)) if k != i)
+                            for i in range(d.shape[0])] for d in draws])
+        assert np.allclose(front_probability(draws, observed), 1.0 - expect.mean(0))
+        assert 0 < front_probability(draws, observed).sum() < 15
+
+
 def test_sampler_selection_by_name():
     sp = space()
     assert isinstance(make_sampler("tpe", 0, space=sp), optuna.samplers.TPESampler)
