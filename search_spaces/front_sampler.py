@@ -31,6 +31,9 @@ from search_spaces.surrogate import GP, Encoder
 
 MAX_CANDIDATES = 600  # unmeasured points scored per ask (a random subset beyond that)
 SAMPLES = 96  # joint posterior draws per ask
+MAX_OBSERVED = 300  # trials a GP is fitted on (``_fit_subset``): bounds an ask's cost
+REFIT_ALWAYS_BELOW = 100  # trials below which length scales are refitted at every ask
+REFIT_GROWTH = 1.1  # above it, refitted once the trials grew by this factor
 PENALTY_ABS = 1e8  # a told value this large is a stand-in for "no measurement"
 
 
@@ -44,14 +47,13 @@ class FrontSampler(PointSampler):
         self.samples = samples
         self._prior_records = list(prior or [])
         self._prior: list[np.ndarray] | None = None  # per objective, at every point
-        self._scales: dict[int, np.ndarray] = {}  # objective -> last fitted length scales
-        self._index = {k: i for i, k in enumerate(self.keys)}
+        self._scales: dict[tuple, np.ndarray] = {}  # model -> last fitted length scales
+        self._fitted_n: dict[tuple, int] = {}  # model -> trials at its last length-scale fit
 
     # --- the choice --------------------------------------------------------------------
     def choose(self, study: optuna.Study, trials: list[FrozenTrial], free: list[int]) -> int:
         signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
-        obs = [(self._index[k], t) for t in trials
-               if (k := self.space.key(t.params)) in self._index]
+        obs = [(i, t) for t in trials if (i := self.trial_index(t)) is not None]
         modelled = [(i, t) for i, t in obs if _measured(t)]
         if self._prior is None and self._prior_records:
             self._prior = self._prior_columns(signs)
@@ -61,22 +63,55 @@ class FrontSampler(PointSampler):
         cand = free if len(free) <= MAX_CANDIDATES else list(
             self._rng.choice(free, MAX_CANDIDATES, replace=False))
         ys, logs = self._targets(modelled, signs)
+        feasible_obs = np.array([_feasible(t) for _, t in modelled])
+        fit_on = self._fit_subset(ys, feasible_obs)
+        fit_obs = obs
+        if len(obs) > MAX_OBSERVED:  # with the latest failures, which the constraints learn from
+            failed = [o for o in obs if not _measured(o[1])]
+            fit_obs = [modelled[k] for k in fit_on] + failed[-MAX_OBSERVED // 4:]
+        idx = [modelled[k][0] for k in fit_on]
         draws = []
         for j in range(len(signs)):
-            gp = GP(self.encoder.groups, self._scales.get(j))
-            idx = [i for i, _ in modelled]
+            gp = GP(self.encoder.groups, self._scales.get(("objective", j)))
             prior = self._prior[j] if self._prior is not None else None
-            gp.fit(self.features[idx], ys[:, j], None if prior is None else prior[idx],
-                   sweeps=1 if j in self._scales else 2)
-            self._scales[j] = gp.scales
+            gp.fit(self.features[idx], ys[fit_on, j], None if prior is None else prior[idx],
+                   sweeps=self._sweeps(("objective", j), len(idx)))
+            self._scales[("objective", j)] = gp.scales
             mean, cov = gp.posterior(self.features[cand],
                                      None if prior is None else prior[cand])
             draws.append(self._draw(mean, cov))
-        feasible_obs = np.array([_feasible(t) for _, t in modelled])
+        # every measured point counts as a rival, whatever the GPs were fitted on
         score = front_probability(np.stack(draws, -1), ys[feasible_obs])
-        score = score * self._feasibility(obs, cand)
+        score = score * self._feasibility(fit_obs, cand)
         score = score + 1e-9 * self._rng.rand(len(cand))  # random tie-break
         return int(cand[int(np.argmax(score))])
+
+    def _sweeps(self, model: tuple, n: int, first: int = 2) -> int:
+        """Length-scale sweeps for a GP on ``n`` trials: ``first`` at first, then one at
+        every ask while the study is small, and later only once the trials grew by a tenth
+        since the last fit (a refit costs dozens of Cholesky factorisations)."""
+        last = self._fitted_n.get(model)
+        if last is not None and n >= REFIT_ALWAYS_BELOW and n < REFIT_GROWTH * last:
+            return 0
+        self._fitted_n[model] = n
+        return first if last is None else 1
+
+    def _fit_subset(self, ys: np.ndarray, feasible: np.ndarray) -> np.ndarray:
+        """Indices of the measured trials the GPs are fitted on: all of them up to
+        MAX_OBSERVED; beyond, the feasible ones nearest the front (fewest points dominating
+        them) for two thirds, and a random share of the rest, so a long study's ask stays
+        bounded while the model stays sharp where the front is."""
+        n = len(ys)
+        if n <= MAX_OBSERVED:
+            return np.arange(n)
+        beaten = ((ys[None, :, :] <= ys[:, None, :]).all(-1)
+                  & (ys[None, :, :] < ys[:, None, :]).any(-1)
+                  & feasible[None, :]).sum(1)  # [i]: feasible points dominating i
+        beaten = np.where(feasible, beaten, n) + self._rng.rand(n)  # random tie-break
+        near = np.argsort(beaten)[: 2 * MAX_OBSERVED // 3]
+        rest = np.setdiff1d(np.arange(n), near)
+        rest = self._rng.choice(rest, MAX_OBSERVED - len(near), replace=False)
+        return np.sort(np.concatenate([near, rest]))
 
     def _targets(self, modelled, signs) -> tuple[np.ndarray, list[bool]]:
         """Objective values turned into "smaller is better" and log where all positive."""
@@ -128,7 +163,12 @@ class FrontSampler(PointSampler):
             vals = np.array(vals, dtype=float)
             if len(vals) < 2 or (vals <= 0).all():
                 continue
-            gp = GP(self.encoder.groups).fit(self.features[idx], vals, sweeps=1)
+            model = ("constraint", name)
+            sweeps = self._sweeps(model, len(idx), first=1)
+            # a refit starts afresh (one sweep from the default scales is enough here)
+            gp = GP(self.encoder.groups, self._scales.get(model) if not sweeps else None)
+            gp.fit(self.features[idx], vals, sweeps=sweeps)
+            self._scales[model] = gp.scales
             mean, var = gp.posterior(self.features[cand], joint=False)
             z = -mean / np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0))
             prob *= 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))

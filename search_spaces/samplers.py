@@ -41,9 +41,11 @@ class PointSampler(BaseSampler):
         self.space = space
         self.points = space.grid()
         self.keys = [space.key(p) for p in self.points]
+        self._index = {k: i for i, k in enumerate(self.keys)}
         self._rng = np.random.RandomState(seed)
         self._fallback = RandomSampler(seed=seed)
         self._chosen: dict[int, dict[str, Any]] = {}
+        self._finished: dict[int, int | None] = {}  # trial id -> point index, once final
 
     # --- what subclasses provide -------------------------------------------------------
     def choose(self, study: optuna.Study, trials: list[FrozenTrial],
@@ -63,16 +65,27 @@ class PointSampler(BaseSampler):
         if "fixed_params" in trial.system_attrs:  # enqueued (a warm start): Optuna answers
             return
         trials = study.get_trials(deepcopy=False)
-        taken = {self.space.key(t.params) for t in trials
+        taken = {self.trial_index(t) for t in trials
                  if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
                  and t.params}
-        taken |= {self.space.key(p) for p in self._chosen.values()}
-        free = [i for i, k in enumerate(self.keys) if k not in taken]
+        taken |= {self._index.get(self.space.key(p)) for p in self._chosen.values()}
+        free = sorted(set(range(len(self.points))) - taken)
         if not free:  # exhausted: a repeat, which the driver answers from its records
             self._chosen[trial._trial_id] = self.points[self._rng.randint(len(self.points))]
             return
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         self._chosen[trial._trial_id] = self.points[self.choose(study, done, free)]
+
+    def trial_index(self, trial: FrozenTrial) -> int | None:
+        """Index of a trial's point in ``self.points`` (None: not one of them); remembered
+        once the trial is finished (a study of 1000 trials would otherwise re-key every
+        trial at every ask)."""
+        if trial._trial_id in self._finished:
+            return self._finished[trial._trial_id]
+        index = self._index.get(self.space.key(trial.params))
+        if trial.state.is_finished():
+            self._finished[trial._trial_id] = index
+        return index
 
     def sample_independent(self, study, trial, param_name: str,
                            param_distribution: BaseDistribution) -> Any:
