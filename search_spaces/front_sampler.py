@@ -29,7 +29,7 @@ from search_spaces.samplers import PointSampler
 from search_spaces.space import SearchSpace
 from search_spaces.surrogate import GP, Encoder
 
-MAX_CANDIDATES = 600  # unmeasured points scored per ask (a random subset beyond that)
+MAX_CANDIDATES = 256  # unmeasured points scored per ask (a random subset beyond that)
 SAMPLES = 96  # joint posterior draws per ask
 MAX_OBSERVED = 300  # trials a GP is fitted on (``_fit_subset``): bounds an ask's cost
 REFIT_ALWAYS_BELOW = 100  # trials below which length scales are refitted at every ask

@@ -185,7 +185,8 @@ class GP:
         if joint:
             cov = self._kernel(xs, xs, self.scales) - v.T @ v
             return base + self.std * mean, self.std ** 2 * cov
-        prior_var = np.diag(self._kernel(xs, xs, self.scales)) if self.linear else 1.0
+        # k(x, x): the Matérn part is 1 at distance 0, the linear part |x - 0.5|^2
+        prior_var = 1.0 + self.linear * ((xs - 0.5) ** 2).sum(1)
         var = np.maximum(prior_var - (v * v).sum(0), 1e-12)
         return base + self.std * mean, self.std ** 2 * var
 
