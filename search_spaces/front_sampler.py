@@ -49,12 +49,13 @@ class FrontSampler(PointSampler):
         self._prior: list[np.ndarray] | None = None  # per objective, at every point
         self._scales: dict[tuple, np.ndarray] = {}  # model -> last fitted length scales
         self._fitted_n: dict[tuple, int] = {}  # model -> trials at its last length-scale fit
+        self._verdicts: dict[int, tuple[bool, bool]] = {}  # trial id -> (measured, feasible)
 
     # --- the choice --------------------------------------------------------------------
     def choose(self, study: optuna.Study, trials: list[FrozenTrial], free: list[int]) -> int:
         signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
         obs = [(i, t) for t in trials if (i := self.trial_index(t)) is not None]
-        modelled = [(i, t) for i, t in obs if _measured(t)]
+        modelled = [(i, t) for i, t in obs if self._verdict(t)[0]]
         if self._prior is None and self._prior_records:
             self._prior = self._prior_columns(signs)
         startup = min(self.n_startup, 2) if self._prior is not None else self.n_startup
@@ -63,11 +64,11 @@ class FrontSampler(PointSampler):
         cand = free if len(free) <= MAX_CANDIDATES else list(
             self._rng.choice(free, MAX_CANDIDATES, replace=False))
         ys, logs = self._targets(modelled, signs)
-        feasible_obs = np.array([_feasible(t) for _, t in modelled])
+        feasible_obs = np.array([self._verdict(t)[1] for _, t in modelled])
         fit_on = self._fit_subset(ys, feasible_obs)
         fit_obs = obs
         if len(obs) > MAX_OBSERVED:  # with the latest failures, which the constraints learn from
-            failed = [o for o in obs if not _measured(o[1])]
+            failed = [o for o in obs if not self._verdict(o[1])[0]]
             fit_obs = [modelled[k] for k in fit_on] + failed[-MAX_OBSERVED // 4:]
         idx = [modelled[k][0] for k in fit_on]
         draws = []
@@ -85,6 +86,16 @@ class FrontSampler(PointSampler):
         score = score * self._feasibility(fit_obs, cand)
         score = score + 1e-9 * self._rng.rand(len(cand))  # random tie-break
         return int(cand[int(np.argmax(score))])
+
+    def _verdict(self, trial: FrozenTrial) -> tuple[bool, bool]:
+        """(measured, feasible) of a finished trial, judged once: an ask of a long study
+        would otherwise re-read every trial's values and constraints."""
+        verdict = self._verdicts.get(trial._trial_id)
+        if verdict is None:
+            verdict = (_measured(trial), _feasible(trial))
+            if trial.state.is_finished():
+                self._verdicts[trial._trial_id] = verdict
+        return verdict
 
     def _sweeps(self, model: tuple, n: int, first: int = 2) -> int:
         """Length-scale sweeps for a GP on ``n`` trials: ``first`` at first, then one at
@@ -104,9 +115,13 @@ class FrontSampler(PointSampler):
         n = len(ys)
         if n <= MAX_OBSERVED:
             return np.arange(n)
-        beaten = ((ys[None, :, :] <= ys[:, None, :]).all(-1)
-                  & (ys[None, :, :] < ys[:, None, :]).any(-1)
-                  & feasible[None, :]).sum(1)  # [i]: feasible points dominating i
+        rivals = ys[feasible]
+        no_worse = np.ones((n, len(rivals)), bool)  # [i, k]: rival k no worse than i anywhere
+        same = no_worse.copy()
+        for j in range(ys.shape[1]):  # per objective: 2-D masks, not an [n, n, m] cube
+            no_worse &= rivals[None, :, j] <= ys[:, None, j]
+            same &= rivals[None, :, j] == ys[:, None, j]
+        beaten = (no_worse & ~same).sum(1)  # [i]: feasible points dominating i
         beaten = np.where(feasible, beaten, n) + self._rng.rand(n)  # random tie-break
         near = np.argsort(beaten)[: 2 * MAX_OBSERVED // 3]
         rest = np.setdiff1d(np.arange(n), near)
@@ -157,9 +172,10 @@ class FrontSampler(PointSampler):
             idx, vals = [], []
             for i, t in obs:
                 value = (t.constraints or {}).get(name)
-                if value is not None or not _measured(t):
+                measured = self._verdict(t)[0]
+                if value is not None or not measured:
                     idx.append(i)
-                    vals.append(value if value is not None and _measured(t) else 1.0)
+                    vals.append(value if value is not None and measured else 1.0)
             vals = np.array(vals, dtype=float)
             if len(vals) < 2 or (vals <= 0).all():
                 continue

@@ -165,6 +165,8 @@ class GP:
                 < self._nll(self.scales, x, b / sb) + len(b) * math.log(sb))
 
     def _fit_scales(self, x: np.ndarray, z: np.ndarray, sweeps: int) -> None:
+        if not sweeps:  # keep the given scales (and skip a factorisation)
+            return
         best = self._nll(self.scales, x, z)
         for _ in range(sweeps):
             for g in range(len(self.groups)):
