@@ -85,8 +85,8 @@ def scale_out(devices: list[int], hold_s: float, per_device: int, table: Path) -
           "per device, one study (random sampler: the sampler's cost is part 2)")
     print(f"{'devices':>8} {'nodes':>6} {'trials':>7} {'wall s':>8} {'trials/h':>10} "
           f"{'ideal/h':>10} {'efficiency':>10}")
-    base = None
-    for n in devices:
+    base = None  # one device's trials/h, measured first in the same run
+    for n in sorted(set(devices) | {1}):
         nodes = max(1, min(4, n // 4))  # several raylets, as several node agents
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
         try:
@@ -115,7 +115,7 @@ def scale_out(devices: list[int], hold_s: float, per_device: int, table: Path) -
             cluster.shutdown()
         per_hour = trials / wall * 3600
         if base is None:
-            base = per_hour / n
+            base = per_hour
         ideal = 3600 / hold_s * n
         print(f"{n:>8} {nodes:>6} {trials:>7} {wall:>8.1f} {per_hour:>10.0f} {ideal:>10.0f} "
               f"{per_hour / (n * base):>10.3f}")
