@@ -13,6 +13,7 @@ from typing import Any
 
 from experiments import pareto
 from experiments.mlperf import REPLAY, SHORT
+from experiments.plot_axes import log_latency_axis
 
 SEARCH_FIDELITIES = (SHORT, REPLAY)  # the fidelities a study's search records carry
 UNITS = {"latency_ms": "ms", "qps": "samples/s"}
@@ -87,7 +88,7 @@ def _png(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Pat
         ax.set_xlabel(f"{speed} ({UNITS[speed]})")
         ax.set_ylabel("top-1 accuracy")
         if speed == "latency_ms":
-            ax.set_xscale("log")
+            log_latency_axis(ax)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     axes[0][0].set_title("all platforms")

@@ -17,6 +17,7 @@ from typing import Any
 
 from experiments import compare as comparing
 from experiments import fleet_report, pareto
+from experiments.plot_axes import log_latency_axis
 from experiments.records import read
 
 CSV_COLUMNS = ["study", "platform", "trial", "fidelity", "backend", "model", "scenario",
@@ -164,7 +165,7 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
         ax.set_xlabel(SPEED_LABEL[speed])
         ax.set_ylabel("top-1 accuracy (LoadGen accuracy run)")
         if speed == "latency_ms":
-            ax.set_xscale("log")
+            log_latency_axis(ax)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
