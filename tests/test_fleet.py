@@ -196,7 +196,8 @@ def test_missing_platform_or_runtime_fails_before_dispatch(fleet, driver_env, tm
     import backends
 
     from tuner.dispatch import DispatchError
-    from tuner.driver import Driver, show_plan
+    from tuner.driver import Driver
+    from tuner.run_setup import show_plan
 
     t0 = time.monotonic()
     cfg = fleet_config(fleet, tmp_path, cache_dir, "cluster.platforms=[milan,nosuch]")

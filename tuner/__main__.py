@@ -26,7 +26,8 @@ _show_plan = False
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from tuner.dispatch import DispatchError
-    from tuner.driver import run, show_plan
+    from tuner.driver import run
+    from tuner.run_setup import show_plan
 
     try:
         show_plan(cfg) if _show_plan else run(cfg)

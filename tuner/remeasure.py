@@ -12,7 +12,7 @@ from experiments.mlperf import COMPLIANT_MIN_DURATION_MS
 from experiments.records import Records
 from experiments.report import fmt
 from tuner.dispatch import PLATFORM_LABEL, DispatchError, RayDispatcher
-from tuner.driver import fixed_floor, make_dispatcher
+from tuner.run_setup import fixed_floor, make_dispatcher
 from tuner.outcome import AccuracyFloor, Recorder
 from tuner.scheduler import Scheduler
 from tuner.trial import Fidelity, TrialConfig, TrialResult

@@ -20,7 +20,6 @@ QUANTIZE/DEQUANTIZE at the edges, so runtimes feed it exactly what they feed the
 """
 from __future__ import annotations
 
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 

@@ -1,0 +1,97 @@
+"""Before a run's first trial: which dispatcher answers it, which space a replay study
+searches (the table's own), each platform's plan checked against the cluster, and the
+accuracy floor known up front. ``show_plan`` prints the plans and runs nothing."""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from tuner.config import BackendConfig, ConfigError, SpaceConfig, validate
+from tuner.plan import PlatformPlan, describe, make_plans
+
+
+def fixed_floor(cfg: DictConfig) -> float | None:
+    """The study's absolute accuracy floor, if one is known before any trial: the config's,
+    else the workload's reference accuracy x the fraction (None: follow the best fp32)."""
+    study = cfg.study
+    if study.accuracy_floor is not None:
+        return float(study.accuracy_floor)
+    if cfg.cluster.mode == "replay":
+        return None  # no workload: the table's own best fp32 sets it
+    from tuner.workloads import create
+
+    try:
+        workload = create(OmegaConf.to_container(cfg.workload, resolve=True),
+                          cache_dir=cfg.cache_dir)
+        reference = workload.reference_accuracy()
+    except (KeyError, ValueError, OSError) as exc:  # e.g. a dataset dir without val_map.txt
+        raise ConfigError(f"workload: {exc}") from None
+    return None if reference is None else study.accuracy_floor_fraction * reference
+
+
+def local_platform_name(cfg: DictConfig) -> str:
+    if cfg.platform.name != "auto":
+        return cfg.platform.name
+    from tuner.platforms import detect
+
+    return detect(runtimes=False).platform
+
+
+def make_dispatcher(cfg: DictConfig):
+    from tuner.dispatch import RayDispatcher, local_runtimes
+
+    if cfg.cluster.mode == "replay":
+        from tuner.replay import ReplayDispatcher
+
+        return ReplayDispatcher(cfg.cluster.table)
+    if cfg.cluster.mode == "local":
+        return RayDispatcher("local", platform=local_platform_name(cfg),
+                             num_cpus=cfg.cluster.num_cpus, runtimes=local_runtimes())
+    return RayDispatcher("ray", address=cfg.cluster.address)
+
+
+def with_table_space(cfg: DictConfig, dispatcher) -> DictConfig:
+    """A replay study searches the replayed table's own space: its dimensions and the
+    values it holds (``ReplayDispatcher.space_config``), its runtimes and their knobs."""
+    import copy
+
+    table = dispatcher.space_config()
+    cfg = copy.deepcopy(cfg)
+    OmegaConf.set_struct(cfg, False)
+    # typed nodes: OmegaConf refuses a plain dict where the schema has a dataclass
+    cfg.space = OmegaConf.merge(OmegaConf.structured(SpaceConfig), {
+        "name": table.get("name", "replay"), "model": table["model"],
+        "backends": list(table["backends"])})
+    for runtime in table["backends"]:
+        cfg.backends[runtime] = OmegaConf.merge(OmegaConf.structured(BackendConfig), {
+            "knobs": (table.get("knobs") or {}).get(runtime, {}), "fixed": {}})
+    # scenario knobs too are the table's (e.g. batch_size of recorded Offline runs)
+    cfg.scenario.knobs = table.get("params") or {}
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def cluster_plans(cfg: DictConfig, dispatcher) -> list[PlatformPlan]:
+    """Each platform's plan, checked against the cluster (DispatchError if unrunnable)."""
+    present = dispatcher.platforms()
+    platforms = ([local_platform_name(cfg)] if cfg.cluster.mode == "local"
+                 else list(cfg.cluster.platforms) or sorted(present))
+    plans = make_plans(cfg, platforms, present)
+    if hasattr(dispatcher, "points"):  # a replayed table holds only some of its grid
+        for plan in plans:
+            if plan.space is not None:
+                plan.space = plan.space.restricted(
+                    dispatcher.points(plan.platform, cfg.scenario.name))
+    return plans
+
+
+def show_plan(cfg: DictConfig, out=print) -> None:
+    """Print each platform's plan (nodes, runtimes, knob ranges) and run nothing."""
+    dispatcher = make_dispatcher(cfg) if cfg.cluster.mode == "replay" else None
+    if dispatcher is not None:  # the space is the table's: needed before validate
+        cfg = with_table_space(cfg, dispatcher)
+    validate(cfg)
+    dispatcher = dispatcher or make_dispatcher(cfg)
+    try:
+        out(describe(cluster_plans(cfg, dispatcher)))
+    finally:
+        dispatcher.shutdown()
