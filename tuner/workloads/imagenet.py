@@ -45,7 +45,6 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,72 +52,14 @@ import numpy as np
 
 from backends.cache import atomic_write_bytes
 from tuner.workloads.base import Variant, Workload
+from tuner.workloads.onnx_facts import inspect_onnx, offset_for
 # load_rgb is re-exported: the tests and users decode images as the workload does
 from tuner.workloads.imagenet_preprocess import PROFILES, load_rgb, resize_crop  # noqa: F401
 
 VAL_MAP = "val_map.txt"
 PRECISIONS = ("fp32", "int8")
-DEFAULT_SIZE = 224  # the reference's image_size when the model does not fix one
 MEMORY_CACHE_BYTES = 2 << 30  # per process; 224x224 uint8 crops: ~14,000 images
 PREPROCESS_VERSION = 1  # bump when the resize/crop code changes (keys the disk cache)
-
-# --- ONNX model facts ----------------------------------------------------------------------
-@dataclass(frozen=True)
-class ModelInfo:
-    layout: str  # "NCHW" | "NHWC"
-    height: int
-    width: int
-    num_classes: int | None  # None when no float (N, classes) output has a fixed size
-
-
-_MODEL_INFO: dict[tuple[str, int, int], ModelInfo] = {}
-
-
-def inspect_onnx(path: Path) -> ModelInfo:
-    """Layout, resolution and class count from the graph's declared shapes."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key in _MODEL_INFO:
-        return _MODEL_INFO[key]
-    import onnx
-    from onnx import TensorProto
-
-    model = onnx.load(str(path), load_external_data=False)
-    graph = model.graph
-    init_names = {t.name for t in graph.initializer}  # old opsets list weights as inputs
-    inputs = [i for i in graph.input if i.name not in init_names]
-    if not inputs:
-        raise ValueError(f"imagenet workload: {path} has no graph input")
-    dims = [d.dim_value if d.HasField("dim_value") else None
-            for d in inputs[0].type.tensor_type.shape.dim]
-    if len(dims) != 4:
-        raise ValueError(f"imagenet workload: {path} input {inputs[0].name!r} has rank "
-                         f"{len(dims)}; an image model takes (N, C, H, W) or (N, H, W, C)")
-    if dims[1] == 3:
-        layout, hw = "NCHW", dims[2:4]
-    elif dims[3] == 3:
-        layout, hw = "NHWC", dims[1:3]
-    else:
-        raise ValueError(f"imagenet workload: cannot tell the layout of {path} input "
-                         f"{inputs[0].name!r} with shape {dims}: no 3-channel axis")
-    height, width = (d or DEFAULT_SIZE for d in hw)
-    num_classes = None
-    for out in graph.output:
-        tt = out.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        if tt.elem_type in (TensorProto.FLOAT, TensorProto.FLOAT16) and len(shape) == 2 \
-                and shape[1]:
-            num_classes = int(shape[1])
-            break
-    info = ModelInfo(layout, int(height), int(width), num_classes)
-    _MODEL_INFO[key] = info
-    return info
-
-
-def offset_for(num_classes: int | None) -> int:
-    """1001 outputs: index 0 is background, so dataset label = argmax - 1 (MLPerf's offset)."""
-    return -1 if num_classes == 1001 else 0
-
 
 # --- the in-process crop cache -------------------------------------------------------------
 class _LruCache:
