@@ -26,23 +26,21 @@ else from SingleStream. The checker (and ``results``) derive their figures from 
 log: MultiStream = early_stopping_latency_ms x 8, Offline = result_qps_without_loadgen_overhead.
 
 Refusals (``--draft`` packs anyway, marks the tree DRAFT in ``sw_notes``, the READMEs and
-``tuner_submission.json``): see ``refusals``.
+``tuner_submission.json``): see ``experiments.promoted_result.refusals``.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.check import (CHECKER_ALIASES, DRAFT_MARK, KNOWN_BENCHMARKS, MANIFEST,
-                               parse_accuracy_txt, run_problems)
+from experiments.check import CHECKER_ALIASES, DRAFT_MARK, KNOWN_BENCHMARKS, MANIFEST
 from experiments.records import read
-from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, parse_detail
-from experiments.mlperf import COMPLIANT, INFERABLE
+from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY
+from experiments.mlperf import INFERABLE
+from experiments.promoted_result import Result, describe_system, load_result, system_id
 from experiments.results_table import markdown, results_table, write_table
 from experiments.selection import promoted as promoted_rows
 
@@ -56,66 +54,6 @@ class Refused(Exception):
         super().__init__("refusing to pack (use --draft to pack anyway, marked DRAFT):\n  "
                          + "\n  ".join(reasons))
         self.reasons = reasons
-
-
-@dataclass
-class Result:
-    """One promoted record and what the packer derives from it."""
-
-    row: dict[str, Any]
-    config: dict[str, Any]
-    system_info: dict[str, Any]
-    log_dir: Path
-    benchmark: str
-    dataset_size: int | None
-    measurements: dict[str, str]
-    problems: list[tuple[str, str]] = field(default_factory=list)
-    system: str = ""
-    model_dir: str = ""
-
-    @property
-    def scenario(self) -> str:
-        return self.row["scenario"]
-
-    @property
-    def label(self) -> str:
-        return f"{self.row['study']} #{self.row['trial']} {self.scenario}"
-
-
-# --------------------------------------------------------------------------- selecting
-
-def load_result(run_dir: Path, row: dict[str, Any]) -> Result:
-    """A promoted record with what packing needs, all read from the record itself (the
-    worker recorded the benchmark, the dataset size and the weights facts when it measured),
-    so packing never rebuilds a workload or needs its files here."""
-    config = json.loads(row["config"])
-    system = json.loads(row["system"] or "{}")
-    res = Result(row, config, system, run_dir / row["log_dir"],
-                 system.get("benchmark", "resnet"), system.get("dataset_size"),
-                 measurements(config, system))
-    res.problems = refusals(res)
-    return res
-
-
-def refusals(res: Result) -> list[tuple[str, str]]:
-    """(rule, why) for each reason this result must not be submitted."""
-    row, out = res.row, []
-    if row["fidelity"] != COMPLIANT:
-        out.append(("perf.fidelity", f"fidelity {row['fidelity']!r}: measured with the "
-                    "test-only reduced duration, not a compliant run"))
-    if row["state"] == "failed":
-        out.append(("perf.failed", f"the measurement failed: {row['cause']}"))
-    perf_path = res.log_dir / "performance" / DETAIL
-    acc_path = res.log_dir / "accuracy" / DETAIL
-    if not perf_path.is_file():
-        return out + [("files", f"no performance log at {perf_path}")]
-    acc = parse_detail(acc_path.read_text()) if acc_path.is_file() else None
-    if acc is None:
-        out.append(("files", f"no accuracy log at {acc_path}"))
-    txt = res.log_dir / "accuracy" / "accuracy.txt"
-    parsed = parse_accuracy_txt(txt.read_text()) if txt.is_file() else None
-    return out + run_problems(parse_detail(perf_path.read_text()), acc,
-                              parsed[2] if parsed else None, res.dataset_size, res.benchmark)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -135,23 +73,6 @@ def truncate_accuracy_log(acc_json: Path, acc_txt: Path) -> str:
     return digest
 
 
-def measurements(config: dict[str, Any], system: dict[str, Any]) -> dict[str, str]:
-    """measurements.json: what the weights are and what was done to them, as the worker
-    recorded it for the variant and runtime it measured."""
-    if system.get("weights"):
-        return dict(system["weights"])
-    # a record from before the worker recorded them: say only what the config tells
-    precision = str(config.get("model", {}).get("precision", system.get("precision", "fp32")))
-    return {"starting_weights_filename": system.get("model_file") or "user-supplied model",
-            "retraining": "unknown (not recorded with this result)",
-            "input_data_types": "fp32", "weight_data_types": precision,
-            "weight_transformations": "unknown (not recorded with this result)"}
-
-
-def system_id(platform: str, node: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{platform}_{node}").strip("_")
-
-
 def load_overrides(path: str | Path | None) -> dict[str, Any]:
     if not path:
         return {}
@@ -165,30 +86,6 @@ def load_overrides(path: str | Path | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: system overrides must be a mapping of field -> value")
     return data
-
-
-def node_facts(res: Result) -> tuple[dict[str, Any], str]:
-    """The measuring node's facts as promotion recorded them (never this machine's: the
-    packer may run anywhere); without them only the platform and hostname are known."""
-    facts = res.system_info.get("facts")
-    if facts:
-        return dict(facts), "recorded on the measuring node"
-    return ({"platform": res.row["platform"], "hostname": res.row["node"]},
-            "not recorded with the result: only its platform and hostname are known; "
-            "give the rest with --system-overrides")
-
-
-def describe_system(results: list[Result], org: str, division: str,
-                    overrides: dict[str, Any]) -> tuple[dict[str, str], str]:
-    from experiments.system_json import system_description
-
-    facts, source = node_facts(results[0])
-    # framework = the runtimes these results used, not every runtime the node has
-    facts["runtime_versions"] = {r.row["backend"]: str(r.system_info.get("runtime_version", "?"))
-                                 for r in results}
-    kind = results[0].system_info.get("system_type", "edge")  # recorded by promote
-    return system_description(facts, overrides, division=division, submitter=org,
-                              system_type=kind), source
 
 
 # --------------------------------------------------------------------------- packing
