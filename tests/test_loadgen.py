@@ -116,3 +116,21 @@ def test_user_conf_keeps_loadgen_rules_for_compliant_runs():
     assert "min_duration" not in compliant and "min_query_count" not in compliant
     assert "resnet50.Offline.target_qps = 600.000" in compliant
     json.dumps(compliant)
+
+
+def test_offline_retry_is_sized_from_the_faster_of_its_log_and_a_fresh_calibration():
+    from tuner.oracle import RETRY_THROUGHPUT_MARGIN, Calibration, recalibrate
+
+    old = Calibration(latency_s=0.01, throughput=100.0)
+    # a short run: 200 samples, the first done at 1 ms, the last at 21 ms (start-up cost
+    # makes LoadGen's own samples/s read lower than the rate between them)
+    detail = {"result_samples_per_second": 5000.0, "generated_samples_per_query": 201,
+              "result_min_latency_ns": 1_000_000, "result_max_latency_ns": 21_000_000}
+    between = 200 / 0.020
+    planned = recalibrate(detail, "Offline", 1, old)
+    assert planned.throughput == pytest.approx(between * RETRY_THROUGHPUT_MARGIN)
+    # a moment's contention slowed that run: the fresh calibration is faster and wins
+    fresh = Calibration(latency_s=0.001, throughput=50_000.0)
+    assert recalibrate(detail, "Offline", 1, old, fresh).throughput == 50_000.0
+    # a log with no figures keeps the old plan
+    assert recalibrate({}, "Offline", 1, old).throughput == old.throughput

@@ -198,7 +198,9 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
             if metrics.valid or len(attempts) > int(cfg.harness_retries) \
                     or not harness_miss(scenario, metrics.invalid_reason):
                 break
-            calib = recalibrate(detail, scenario, per_query, calib)
+            fresh = calibrate(predict, probe, batch_size, per_query, budget_s=0.05) \
+                if scenario == "Offline" else None
+            calib = recalibrate(detail, scenario, per_query, calib, fresh)
             conf = conf_for(calib)
             oracle.replan(calib)
             result.settings.setdefault("retries", []).append({
