@@ -92,7 +92,8 @@ class FrontSampler(PointSampler):
         would otherwise re-read every trial's values and constraints."""
         verdict = self._verdicts.get(trial._trial_id)
         if verdict is None:
-            verdict = (_measured(trial), _feasible(trial))
+            measured = _measured(trial)
+            verdict = (measured, measured and _constraints_met(trial))
             if trial.state.is_finished():
                 self._verdicts[trial._trial_id] = verdict
         return verdict
@@ -279,7 +280,7 @@ def _measured(trial: FrozenTrial) -> bool:
                for v in trial.values)
 
 
-def _feasible(trial: FrozenTrial) -> bool:
+def _constraints_met(trial: FrozenTrial) -> bool:
     constraints = trial.constraints or {}  # Optuna's convention: feasible when all <= 0
     values = constraints.values() if isinstance(constraints, dict) else constraints
-    return _measured(trial) and all(c <= 0.0 for c in values)
+    return all(c <= 0.0 for c in values)

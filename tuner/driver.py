@@ -29,13 +29,13 @@ from omegaconf import DictConfig
 from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
 from experiments.records import Records, read
 from search_spaces import make_sampler, plan_warm_start
-from tuner.config import ConfigError, validate
+from tuner.config import ConfigError
 from tuner.dispatch import DispatchError
 from tuner.journal import JOURNAL, open_journal
 from tuner.outcome import AccuracyFloor, Recorder
 from tuner.plan import PlatformPlan, trial_config
 from tuner.progress import StudyProgress
-from tuner.run_setup import cluster_plans, fixed_floor, make_dispatcher, with_table_space
+from tuner.run_setup import cluster_plans, fixed_floor, make_dispatcher, validated
 from tuner.scheduler import Finished, Lane, Scheduler
 
 # Objective values told for a trial with no measurement: worse than any real one, so the
@@ -69,10 +69,7 @@ class PlatformStudy:
 class Driver:
     def __init__(self, cfg: DictConfig, dispatcher=None, console=None):
         self._own_dispatcher = dispatcher is None
-        if cfg.cluster.mode == "replay":  # the space is the table's: needed before validate
-            dispatcher = dispatcher or make_dispatcher(cfg)
-            cfg = with_table_space(cfg, dispatcher)
-        validate(cfg)
+        cfg, dispatcher = validated(cfg, dispatcher)
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -84,12 +84,20 @@ def cluster_plans(cfg: DictConfig, dispatcher) -> list[PlatformPlan]:
     return plans
 
 
-def show_plan(cfg: DictConfig, out=print) -> None:
-    """Print each platform's plan (nodes, runtimes, knob ranges) and run nothing."""
-    dispatcher = make_dispatcher(cfg) if cfg.cluster.mode == "replay" else None
-    if dispatcher is not None:  # the space is the table's: needed before validate
+def validated(cfg: DictConfig, dispatcher=None) -> tuple[DictConfig, object]:
+    """The run's config, validated. A replay run's space is its table's, read before
+    validation, so its dispatcher is made (or the given one used) here and returned;
+    otherwise the dispatcher comes back as given."""
+    if cfg.cluster.mode == "replay":
+        dispatcher = dispatcher or make_dispatcher(cfg)
         cfg = with_table_space(cfg, dispatcher)
     validate(cfg)
+    return cfg, dispatcher
+
+
+def show_plan(cfg: DictConfig, out=print) -> None:
+    """Print each platform's plan (nodes, runtimes, knob ranges) and run nothing."""
+    cfg, dispatcher = validated(cfg)
     dispatcher = dispatcher or make_dispatcher(cfg)
     try:
         out(describe(cluster_plans(cfg, dispatcher)))
