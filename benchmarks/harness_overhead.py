@@ -4,7 +4,7 @@ For three sizes of the digits workload on ONNX Runtime (1 thread), each in its o
 process (LoadGen allows one FromConfig per process), rounds interleave:
 
 - SingleStream: p90 of a bare ``backend.predict`` loop over one-sample arrays, then the p90
-  LoadGen logs (``result_90.00_percentile_latency_ns``) through ``tuner.oracle``'s SUT and
+  LoadGen logs (``result_90.00_percentile_latency_ns``) through ``tuner.worker.oracle``'s SUT and
   through the SUT as it was before this change (``LegacySUT``, kept here only as the
   reference). Overhead per query = harness p90 - bare p90.
 - Offline: samples/s of a bare loop over preassembled batches vs
@@ -33,7 +33,7 @@ OFFLINE_BATCH = 8
 
 def _legacy_class():
     """The SUT's answer path before the per-query allocations were cut (reference only)."""
-    from tuner.oracle import SystemUnderTest
+    from tuner.worker.oracle import SystemUnderTest
 
     class LegacySUT(SystemUnderTest):
         def _load(self, indices) -> None:
@@ -68,7 +68,7 @@ def _timed_class(times: list):
     """The SUT, timing only its predict call: the model's own p90 inside a LoadGen run
     (LoadGen's threads share the cores), to split what the harness code adds from what
     running under LoadGen does to the model itself."""
-    from tuner.oracle import SystemUnderTest
+    from tuner.worker.oracle import SystemUnderTest
 
     class TimedSUT(SystemUnderTest):
         def _answer_one(self, q) -> None:
@@ -85,7 +85,7 @@ def _timed_class(times: list):
 
 def _setup(width: float, resolution: int):
     import backends
-    from tuner.workloads import create
+    from workloads import create
 
     workload = create({"name": "digits"})
     variant = workload.variant(width=width, resolution=resolution)
@@ -139,7 +139,7 @@ def _loadgen(oracle, sut_cls, workload, variant, predict, batch, threaded, out: 
 
 
 def single_stream(width: float, resolution: int, rounds: int, duration_ms: int) -> dict:
-    from tuner.oracle import Calibration, LoadGenOracle, SystemUnderTest, user_conf
+    from tuner.worker.oracle import Calibration, LoadGenOracle, SystemUnderTest, user_conf
     from tuner.trial import Fidelity
 
     workload, variant, backend, samples, predict = _setup(width, resolution)
@@ -165,7 +165,7 @@ def single_stream(width: float, resolution: int, rounds: int, duration_ms: int) 
 
 
 def offline(width: float, resolution: int, rounds: int, duration_ms: int) -> dict:
-    from tuner.oracle import Calibration, LoadGenOracle, SystemUnderTest, user_conf
+    from tuner.worker.oracle import Calibration, LoadGenOracle, SystemUnderTest, user_conf
     from tuner.trial import Fidelity
 
     workload, variant, backend, samples, predict = _setup(width, resolution)
@@ -188,9 +188,9 @@ def offline(width: float, resolution: int, rounds: int, duration_ms: int) -> dic
 def null_model(scenario: str, rounds: int, duration_ms: int) -> dict:
     """The harness alone: a predict that returns a constant label, so LoadGen's figure is
     LoadGen + our SUT per query (or per sample) with no model time at all."""
-    from tuner.oracle import Calibration, LoadGenOracle, SystemUnderTest, user_conf
+    from tuner.worker.oracle import Calibration, LoadGenOracle, SystemUnderTest, user_conf
     from tuner.trial import Fidelity
-    from tuner.workloads import create
+    from workloads import create
 
     workload = create({"name": "digits"})
     variant = workload.variant(width=0.25, resolution=32)

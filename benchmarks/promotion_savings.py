@@ -22,9 +22,9 @@ def main() -> None:
     from experiments.mlperf import COMPLIANT_MIN_DURATION_MS, MEASURED, PROMOTED, SHORT
     from experiments.records import read
     from experiments.report import fronts
-    from tuner.dispatch import NodeInfo
-    from tuner.plan import make_plan
-    from tuner.remeasure import load_run_config
+    from tuner.fleet.dispatch import NodeInfo
+    from tuner.study.plan import make_plan
+    from tuner.commands.remeasure import load_run_config
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir")

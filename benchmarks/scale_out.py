@@ -3,8 +3,8 @@ driver's own cost per trial at 100 and 1000 trials (ask/tell, record, report).
 
 Part 1 (scale-out). A real Ray cluster on 127.0.0.1 (``ray.cluster_utils.Cluster``: several
 raylets, like several node agents) whose nodes carry ``dut_<platform>`` resources, N in
-all; the real driver (tuner.driver.Driver: Optuna ask/tell, scheduler, records) runs a study
-whose trials are simulated devices under test (tuner.simulate: each holds a device for
+all; the real driver (tuner.study.driver.Driver: Optuna ask/tell, scheduler, records) runs a study
+whose trials are simulated devices under test (tuner.fleet.simulate: each holds a device for
 HOLD_S seconds, then answers from the imported published Jetson Xavier table; records are
 labelled fidelity ``simulated``). Efficiency = (trials/hour with N devices) / (N x the
 trials/hour with one device), measured in one run.
@@ -76,10 +76,10 @@ def scale_out(devices: list[int], hold_s: float, per_device: int, table: Path) -
     import ray
     from ray.cluster_utils import Cluster
 
-    from tuner.dispatch import RayDispatcher, dut_resource
-    from tuner.driver import Driver
-    from tuner.replay import ReplayDispatcher
-    from tuner.simulate import SimulatedDispatcher
+    from tuner.fleet.dispatch import RayDispatcher, dut_resource
+    from tuner.study.driver import Driver
+    from tuner.fleet.replay import ReplayDispatcher
+    from tuner.fleet.simulate import SimulatedDispatcher
 
     print(f"scale-out: simulated devices holding {hold_s:g} s per trial, {per_device} trials "
           "per device, one study (random sampler: the sampler's cost is part 2)")
@@ -122,7 +122,7 @@ def scale_out(devices: list[int], hold_s: float, per_device: int, table: Path) -
 
 
 def driver_cost(table: Path) -> None:
-    from tuner.driver import Driver
+    from tuner.study.driver import Driver
 
     print("\ndriver at scale: replay studies (no device), wall time per trial, report included")
     print(f"{'sampler':>8} {'trials':>7} {'ms/trial':>9} {'last 100: ms/trial':>19}")

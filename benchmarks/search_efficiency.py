@@ -74,7 +74,7 @@ OWN_KNOBS = {"onnxruntime": {"knobs": {"intra_op_threads": {"type": "int", "low"
 def measure_own(out: Path) -> None:
     """Measure every point of the digits grid once (short real LoadGen runs, this machine);
     resumable: points already in ``out`` are kept."""
-    from tuner.isolation import run_isolated
+    from tuner.worker.isolation import run_isolated
     from tuner.trial import Fidelity, TrialConfig
 
     space = SearchSpace.from_config(OWN_SPACE, OWN_KNOBS)
@@ -259,7 +259,7 @@ def main() -> None:
     if args.own:
         floor = args.own_floor
         if floor is None:
-            from tuner.workloads.digits import DigitsWorkload
+            from workloads.digits import DigitsWorkload
 
             floor = 0.99 * DigitsWorkload().reference_accuracy()
         tables["own (digits, this machine)"] = Table("own", own_table(Path(args.own), floor))

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import backends
-from tuner.isolation import run_isolated
+from tuner.worker.isolation import run_isolated
 from tuner.trial import Fidelity, TrialConfig
 
 

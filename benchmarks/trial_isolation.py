@@ -23,13 +23,13 @@ def tiny_trial(i: int) -> TrialConfig:
 
 
 def fresh_worker(cfg: TrialConfig):
-    from tuner.measure import measure
+    from tuner.worker.measure import measure
 
     return measure(cfg)
 
 
 def forked(cfg: TrialConfig):
-    from tuner.isolation import run_isolated
+    from tuner.worker.isolation import run_isolated
 
     return run_isolated(cfg, 120)
 
@@ -43,7 +43,7 @@ def main() -> None:
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
              log_to_driver=False, configure_logging=False)
     variants = {"fresh Ray worker (max_calls=1)": ray.remote(max_calls=1, max_retries=0)(fresh_worker),
-                "fork server (tuner.isolation)": ray.remote(max_retries=0)(forked)}
+                "fork server (tuner.worker.isolation)": ray.remote(max_retries=0)(forked)}
     figures = {}
     for name, task in variants.items():
         ray.get(task.remote(tiny_trial(-1)))  # warm: model cache, first worker

@@ -2,9 +2,9 @@
 
 Runs default-fidelity trials (SingleStream, 1 s minimum duration, the whole accuracy set)
 as the study does: a Ray task on a local cluster (127.0.0.1) that forks the trial from
-``tuner.isolation``'s fork server; then records the result as the driver would (log files +
+``tuner.worker.isolation``'s fork server; then records the result as the driver would (log files +
 ``experiments.records``). The parts come from ``TrialResult.system["timings_s"]`` (written
-by ``tuner.measure`` and ``tuner.isolation``); dispatch is the Ray task's wall time minus
+by ``tuner.worker.measure`` and ``tuner.worker.isolation``); dispatch is the Ray task's wall time minus
 the isolated run, recording is timed here.
 
     python benchmarks/trial_overhead.py [--trials 5] [--width 0.5 --resolution 64]
@@ -36,7 +36,7 @@ def default_trial(i: int, width: float, resolution: int) -> TrialConfig:
 
 
 def isolated(cfg: TrialConfig):
-    from tuner.isolation import run_isolated
+    from tuner.worker.isolation import run_isolated
 
     return run_isolated(cfg, 300)
 

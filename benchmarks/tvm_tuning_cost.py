@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 import backends
-from tuner.workloads.digits import DigitsWorkload
+from workloads.digits import DigitsWorkload
 
 
 def _median_ms(backend, runs: int = 200) -> float:

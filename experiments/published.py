@@ -6,7 +6,7 @@ A results tree of any round (``<division>/<submitter>/results/<system>/<model>/<
 performance/run_1/`` + ``accuracy/accuracy.txt``, and ``systems/<system>.json``) becomes one
 record per system x model x scenario in the ``trials.parquet`` schema, so published fronts
 sit beside our own in the reports and a search strategy can be replayed on them
-(``tuner.replay``). Each figure is read the way that round's checker read it:
+(``tuner.fleet.replay``). Each figure is read the way that round's checker read it:
 
 - v0.5/v0.7: the summary text (the checkers of those rounds parsed it); the plain-text
   detail log fills in what the summary lacks;

@@ -24,7 +24,7 @@ CSV_COLUMNS = ["study", "platform", "trial", "fidelity", "backend", "model", "sc
                "latency_ms", "p90_latency_ms", "qps", "accuracy", "node", "params", "log_dir"]
 SPEED_LABEL = {"latency_ms": "latency (ms, lower is better)",
                "qps": "throughput (samples/s, higher is better)"}
-# Re-measurements beside the search's short runs (tuner.promote): drawn with their own
+# Re-measurements beside the search's short runs (tuner.commands.promote): drawn with their own
 # markers, only where their scenario is the study's (other scenarios' figures are not
 # comparable on one axis) and listed in full in a table.
 REMEASURED_STYLE = {

@@ -19,14 +19,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 
 def _measure(cfg):
-    from tuner.measure import measure
+    from tuner.worker.measure import measure
 
     return measure(cfg)
 
 
 @pytest.fixture
 def measure_fresh():
-    """Run ``tuner.measure.measure`` in a fresh process, as each trial's fork-server child does
+    """Run ``tuner.worker.measure.measure`` in a fresh process, as each trial's fork-server child does
     (LoadGen allows one FromConfig per process)."""
     def run(cfg):
         with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:

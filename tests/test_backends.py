@@ -33,7 +33,7 @@ def test_tensorrt_without_gpu_is_a_clear_cause(measure_fresh, cache_dir):
 
 
 def test_unknown_knob_is_named(cache_dir):
-    from tuner.workloads.digits import DigitsWorkload
+    from workloads.digits import DigitsWorkload
 
     w = DigitsWorkload(cache_dir=cache_dir)
     path = w.model_file(w.variant(width=0.25, resolution=32, precision="fp32"))

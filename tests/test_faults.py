@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from experiments import loadgen_logs
-from tuner import model_files
+from tuner.worker import model_files
 from tuner.trial import Fidelity, TrialConfig
-from tuner.workloads import create
+from workloads import create
 
 VARIANT = {"width": 0.25, "resolution": 32, "precision": "fp32"}
 SHORT = Fidelity("short", min_duration_ms=300, min_query_count=32, max_duration_ms=5000)

@@ -138,7 +138,7 @@ def rows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def load_study(run_dir: Path, name: str) -> optuna.Study:
-    from tuner.driver import JOURNAL
+    from tuner.study.driver import JOURNAL
 
     return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(run_dir / JOURNAL))))
@@ -150,7 +150,7 @@ def load_study(run_dir: Path, name: str) -> optuna.Study:
 @slow
 def test_one_study_per_platform_each_on_its_own_node(fleet, driver_env, tmp_path, cache_dir):
     from experiments.report import fronts
-    from tuner.driver import Driver
+    from tuner.study.driver import Driver
 
     platforms = [HEAD, *WORKERS]
     cfg = fleet_config(fleet, tmp_path, cache_dir, "study.n_trials=2",
@@ -195,9 +195,9 @@ def test_missing_platform_or_runtime_fails_before_dispatch(fleet, driver_env, tm
                                                            cache_dir):
     import backends
 
-    from tuner.dispatch import DispatchError
-    from tuner.driver import Driver
-    from tuner.run_setup import show_plan
+    from tuner.fleet.dispatch import DispatchError
+    from tuner.study.driver import Driver
+    from tuner.study.run_setup import show_plan
 
     t0 = time.monotonic()
     cfg = fleet_config(fleet, tmp_path, cache_dir, "cluster.platforms=[milan,nosuch]")
@@ -237,8 +237,8 @@ def test_nodes_lost_mid_trial_are_recorded_and_the_rest_finishes(fleet, driver_e
     """Two extra workers die while one of their trials runs: one crashes (every process
     SIGKILLed, as on a power cut), one hangs (SIGSTOPped: alive but silent, as a frozen
     board or a cut cable). Both trials end as "node lost"; milan's study finishes."""
-    from tuner.dispatch import RayDispatcher
-    from tuner.driver import Driver
+    from tuner.fleet.dispatch import RayDispatcher
+    from tuner.study.driver import Driver
 
     crash, hang = "rpi4-coral", "x8664"
     victims = {crash: start_node(fleet, crash), hang: start_node(fleet, hang)}
@@ -416,7 +416,7 @@ def test_driver_off_the_head_machine_joins_with_the_token_env(fleet, driver_env,
                                                               monkeypatch):
     """A driver where no head of this agent runs (a worker's machine): no record to find
     the token by, so RAY_AUTH_TOKEN_PATH names it; without any token it stops, saying so."""
-    from tuner.dispatch import DispatchError, RayDispatcher
+    from tuner.fleet.dispatch import DispatchError, RayDispatcher
 
     monkeypatch.setenv("TUNER_STATE_DIR", str(tmp_path / "elsewhere"))  # no records here
     for key in AUTH_KEYS:
@@ -478,8 +478,8 @@ def test_ray_up_example_is_a_valid_cluster_file_starting_node_agents():
 def test_a_platform_held_after_a_node_loss_follows_the_cluster_view():
     """Ray can report NodeDiedError before the cluster lists the node dead: the platform is
     held (no new trial) until the list drops the node, or released if it never does."""
-    from tuner.dispatch import NodeInfo
-    from tuner.scheduler import Scheduler
+    from tuner.fleet.dispatch import NodeInfo
+    from tuner.study.scheduler import Scheduler
     from tuner.trial import TrialConfig
 
     class Fleet:  # what the scheduler asks of a dispatcher, with a node that dies at once

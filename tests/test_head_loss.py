@@ -106,7 +106,7 @@ def test_the_head_watch_notices_a_head_that_stops_answering():
     import socket
     import threading
 
-    from tuner.head_watch import HeadWatch
+    from tuner.fleet.head_watch import HeadWatch
 
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

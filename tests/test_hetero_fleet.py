@@ -52,8 +52,8 @@ def test_each_platform_searches_its_own_space(tmp_path, cache_dir, monkeypatch):
     if backends.get("litert").available() is not None:
         pytest.skip("LiteRT not installed")
     from experiments import fleet_report
-    from tuner.driver import Driver
-    from tuner.run_setup import show_plan
+    from tuner.study.driver import Driver
+    from tuner.study.run_setup import show_plan
     from tuner.node import load_records
 
     state = tmp_path / "state"

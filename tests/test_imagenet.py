@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from tuner.trial import Fidelity, TrialConfig
-from tuner.workloads import create
-from tuner.workloads.imagenet import ImagenetWorkload, load_rgb
-from tuner.workloads.mobilenet import build_onnx, layer_plan, weight_shapes
+from workloads import create
+from workloads.imagenet import ImagenetWorkload, load_rgb
+from workloads.mobilenet import build_onnx, layer_plan, weight_shapes
 
 # (height, width): both orientations, odd ratios, two smaller than the 256 resize (so the
 # resize enlarges), and an exact 2x shrink (cv2's whole-number INTER_AREA path).

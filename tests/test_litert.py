@@ -10,7 +10,7 @@ pytest.importorskip("ai_edge_litert")
 import backends  # noqa: E402
 from backends.base import BackendUnavailable  # noqa: E402
 from tuner.trial import Fidelity, TrialConfig  # noqa: E402
-from tuner.workloads.digits import DigitsWorkload  # noqa: E402
+from workloads.digits import DigitsWorkload  # noqa: E402
 
 WIDTH = 0.25  # the width whose weights ship in assets/
 AGREEMENT_RESOLUTIONS = (32, 64)
@@ -96,7 +96,7 @@ def test_edgetpu_unavailable_is_clear(workload, cache_dir):
     with pytest.raises(BackendUnavailable, match="libedgetpu"):
         backends.load("litert", str(path), {"edgetpu": True})
     # through the trial runner: a result with a cause, not a crash (fails before LoadGen)
-    from tuner.measure import measure
+    from tuner.worker.measure import measure
 
     result = measure(_trial(cache_dir, "int8", {"edgetpu": True}))
     assert not result.ok
@@ -136,7 +136,7 @@ def test_litert_trial_through_loadgen(workload, cache_dir, measure_fresh):
 def test_missing_schema_is_a_clear_error(monkeypatch):
     import sys
 
-    from tuner.workloads import tflite_export
+    from workloads import tflite_export
 
     import ai_edge_litert
 

@@ -9,7 +9,7 @@ import pytest
 
 from experiments import loadgen_logs
 from tuner.trial import Fidelity, TrialConfig
-from tuner.workloads.digits import DigitsWorkload
+from workloads.digits import DigitsWorkload
 
 VARIANT = {"width": 0.25, "resolution": 32, "precision": "fp32"}
 SHORT = Fidelity("short", min_duration_ms=300, min_query_count=32, max_duration_ms=5000)
@@ -106,7 +106,7 @@ def test_parse_detail_flags_errors_and_survives_a_cut_line():
 
 
 def test_user_conf_keeps_loadgen_rules_for_compliant_runs():
-    from tuner.oracle import Calibration, user_conf
+    from tuner.worker.oracle import Calibration, user_conf
 
     calib = Calibration(latency_s=0.002, throughput=400.0)
     short = user_conf("resnet50", "SingleStream", SHORT, calib)
@@ -119,7 +119,7 @@ def test_user_conf_keeps_loadgen_rules_for_compliant_runs():
 
 
 def test_offline_retry_is_sized_from_the_faster_of_its_log_and_a_fresh_calibration():
-    from tuner.oracle import RETRY_THROUGHPUT_MARGIN, Calibration, recalibrate
+    from tuner.worker.oracle import RETRY_THROUGHPUT_MARGIN, Calibration, recalibrate
 
     old = Calibration(latency_s=0.01, throughput=100.0)
     # a short run: 200 samples, the first done at 1 ms, the last at 21 ms (start-up cost

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from experiments import loadgen_logs
-from tuner.outcome import AccuracyFloor, classify
+from tuner.study.outcome import AccuracyFloor, classify
 from tuner.trial import Fidelity, TrialConfig, TrialResult
 
 

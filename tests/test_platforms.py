@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from experiments import system_json
-from tuner import platforms
-from tuner.platforms import NodeFacts, detect
+from tuner.fleet import platforms
+from tuner.fleet.platforms import NodeFacts, detect
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "platform"
 
@@ -366,7 +366,7 @@ def test_auto_resolves_to_the_detected_platforms_config(tmp_path: Path, empty_pa
     from hydra import compose, initialize_config_dir
 
     from tuner.config import register
-    from tuner.plan import platform_settings
+    from tuner.study.plan import platform_settings
 
     register()
     f = detect(root=rpi4_tree(tmp_path / "root"), path=empty_path, runtimes=False)

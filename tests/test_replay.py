@@ -1,7 +1,7 @@
 """Replay: trials answered from a table of records (ours or imported), no device.
 
 Unit tests of ``ReplayDispatcher`` on a small table, then a 40-trial replay study through
-the public driver (``tuner.driver.run``, a Hydra-composed config) on the imported Xavier
+the public driver (``tuner.study.driver.run``, a Hydra-composed config) on the imported Xavier
 results of ../shared/published."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from experiments.records import FILENAME, read, write
 from search_spaces import SearchSpace
 from tests.conftest import ROOT
 from tuner.config import ConfigError, register
-from tuner.dispatch import DispatchError
-from tuner.replay import NOT_IN_TABLE, ReplayDispatcher
+from tuner.fleet.dispatch import DispatchError
+from tuner.fleet.replay import NOT_IN_TABLE, ReplayDispatcher
 from tuner.trial import TrialConfig
 
 register()
@@ -111,7 +111,7 @@ def test_empty_table_is_an_error(table):
 @pytest.mark.skipif(not V10.is_dir(), reason=f"no published excerpt at {V10}")
 def test_replay_study_of_40_trials_on_the_published_xavier_table(tmp_path):
     from experiments.published import write_run
-    from tuner.driver import run
+    from tuner.study.driver import run
 
     imported = tmp_path / "published"
     write_run([V10], imported)

@@ -13,7 +13,7 @@ from experiments import published
 from experiments.records import read, write
 from tests.conftest import ROOT
 from tuner.config import register
-from tuner.driver import Driver
+from tuner.study.driver import Driver
 
 register()
 V10 = ROOT.parent / "shared" / "published" / "inference_results_v1.0"

@@ -13,8 +13,8 @@ from hydra import compose, initialize_config_dir
 from experiments import pareto
 from tests.conftest import ROOT
 from tuner.config import register
-from tuner.dispatch import RayDispatcher
-from tuner.driver import JOURNAL, Driver
+from tuner.fleet.dispatch import RayDispatcher
+from tuner.study.driver import JOURNAL, Driver
 
 register()
 PLATFORM = "testbox"
@@ -69,7 +69,7 @@ def test_study_end_to_end_then_resume(tmp_path, cache_dir, dispatcher):
         assert "result_validity" in detail.read_text()
         assert (tmp_path / r["log_dir"] / "accuracy" / "mlperf_log_accuracy.json").exists()
     # The floor is 99% of the family's best fp32 top-1 (shipped manifest).
-    best = max(json.loads((ROOT / "tuner/workloads/assets/manifest.json").read_text())["top1"].values())
+    best = max(json.loads((ROOT / "workloads/assets/manifest.json").read_text())["top1"].values())
     assert [r["accuracy_floor"] for r in first] == pytest.approx([0.99 * best] * 6)
     for r in first:
         assert (r["state"] == "complete") == (r["accuracy"] >= r["accuracy_floor"])
@@ -144,9 +144,9 @@ def test_invalid_loadgen_run_is_infeasible(tmp_path, cache_dir, dispatcher):
 
 
 def test_resume_after_driver_killed_mid_trial(tmp_path, cache_dir, dispatcher):
-    from tuner.isolation import run_isolated
-    from tuner.outcome import AccuracyFloor, Recorder
-    from tuner.plan import make_plan, trial_config
+    from tuner.worker.isolation import run_isolated
+    from tuner.study.outcome import AccuracyFloor, Recorder
+    from tuner.study.plan import make_plan, trial_config
     from experiments.records import Records
 
     cfg = config(tmp_path, cache_dir, "study.n_trials=3")

@@ -19,9 +19,9 @@ from experiments import check as checks
 from experiments import results_table, submission
 from experiments.records import Records, read
 from tests.test_study import PLATFORM, config, dispatcher  # noqa: F401 (fixture)
-from tuner import promote
-from tuner.reproduce import reproduce
-from tuner.driver import Driver
+from tuner.commands import promote
+from tuner.commands.reproduce import reproduce
+from tuner.study.driver import Driver
 from experiments.loadgen_logs import DETAIL, PREFIX
 from experiments.system_json import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY
 

@@ -23,7 +23,7 @@ import backends  # noqa: E402
 from backends.tvm import TVMBackend  # noqa: E402
 from backends.tvm_target import resolve_target  # noqa: E402
 from tuner.trial import Fidelity, TrialConfig  # noqa: E402
-from tuner.workloads.digits import DigitsWorkload  # noqa: E402
+from workloads.digits import DigitsWorkload  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, RESOLUTION = 0.25, 32  # the smallest variant: compiles in ~3 s, tunes in ~25 s

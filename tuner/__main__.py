@@ -2,7 +2,7 @@
 python -m tuner +space=mobilenet [overrides] --show-plan   (each platform's plan; runs nothing)
 python -m tuner promote RUN_DIR [TRIAL ...] | reproduce RUN_DIR TRIAL   (argparse: promote.py)
 
-Thin on purpose: composition and validation here, the work in ``tuner.driver.run`` which
+Thin on purpose: composition and validation here, the work in ``tuner.study.driver.run`` which
 tests call with a config composed by ``hydra.compose``.
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ _show_plan = False
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from tuner.dispatch import DispatchError
-    from tuner.driver import run
-    from tuner.run_setup import show_plan
+    from tuner.fleet.dispatch import DispatchError
+    from tuner.study.driver import run
+    from tuner.study.run_setup import show_plan
 
     try:
         show_plan(cfg) if _show_plan else run(cfg)
@@ -44,7 +44,7 @@ SUBCOMMANDS = ("promote", "reproduce")
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in SUBCOMMANDS:
-        from tuner.promote import main as subcommand
+        from tuner.commands.promote import main as subcommand
 
         sys.exit(subcommand(sys.argv[1:]))
     if SHOW_PLAN in sys.argv:  # ours, not Hydra's: take it off before Hydra parses argv

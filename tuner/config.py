@@ -135,7 +135,7 @@ class PromotionConfig:
 @dataclass
 class PlatformConfig:
     """A platform's own settings (conf/platform/<name>.yaml); each platform of a fleet
-    composes its study from them and from its nodes' facts (tuner/plan.py)."""
+    composes its study from them and from its nodes' facts (tuner/study/plan.py)."""
 
     name: str = "auto"  # auto: detect this machine
     tvm_target: Any = None  # passed to TVM as its `target` option; auto/None: the node's host

@@ -47,7 +47,7 @@ class TrialConfig:
     cache_dir: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # the Optuna params, verbatim
     # A performance run that ends INVALID because LoadGen's expected latency/QPS was wrong
-    # is recalibrated from its own log and run again this many times (tuner.measure).
+    # is recalibrated from its own log and run again this many times (tuner.worker.measure).
     harness_retries: int = 1
     # Multiplies the calibrated latency (divides the throughput) LoadGen plans with: 1.0
     # but in fault tests, which set it far off to force a harness miss.

@@ -1,5 +1,5 @@
 """What a node advertises to Ray, in one place: the agent writes these labels and resources,
-the driver (``tuner.dispatch``) reads them back.
+the driver (``tuner.fleet.dispatch``) reads them back.
 
 Labels: ``platform``, ``arch``, ``tuner.node`` (agent id), ``tuner.cores`` (the CPUs the
 node's processes may run on) and ``tuner.accelerators`` (device kinds, e.g. ``edgetpu``).

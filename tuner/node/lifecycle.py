@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner import platforms
+from tuner.fleet import platforms
 from tuner.node import labels as names
 from tuner.node.auth import apply_env, auth_env, resolve_auth
 from tuner.node.offer import accelerator_kinds, apply_offer, offered_runtimes

@@ -1,7 +1,7 @@
 """The MLCommons reference preprocessing of ImageNet images, without OpenCV.
 
 cv2's INTER_LINEAR and INTER_AREA resamplers re-implemented in numpy (same coordinate
-mapping and fixed-point rounding; see ``tuner/workloads/imagenet.py`` for how closely they
+mapping and fixed-point rounding; see ``workloads/imagenet.py`` for how closely they
 match), the aspect-preserving resize + 87.5% center crop, and the two normalisation
 profiles (``mobilenet``: ``/255 - 0.5, *2``; ``resnet50``: RGB mean subtraction).
 """

@@ -4,11 +4,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tuner.workloads.base import Variant, Workload
+from workloads.base import Variant, Workload
 
 _REGISTRY: dict[str, str] = {
-    "digits": "tuner.workloads.digits:DigitsWorkload",
-    "imagenet": "tuner.workloads.imagenet:ImagenetWorkload",
+    "digits": "workloads.digits:DigitsWorkload",
+    "imagenet": "workloads.imagenet:ImagenetWorkload",
 }
 
 

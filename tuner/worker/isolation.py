@@ -16,16 +16,16 @@ import time
 from tuner.trial import TrialConfig, TrialResult
 
 # Imported once by the fork server, so no child pays for them: the parent's main module
-# first (tuner.forkserver_main says why: ~0.23 s per trial in a Ray worker); then the default runtime, LoadGen and
+# first (tuner.worker.forkserver_main says why: ~0.23 s per trial in a Ray worker); then the default runtime, LoadGen and
 # the default workload's data reader. A module that is not installed is skipped.
-_PRELOAD = ["tuner.forkserver_main", "numpy", "onnxruntime", "mlperf_loadgen", "sklearn.datasets",
-            "tuner.measure", "tuner.workloads.digits", "backends.onnxruntime"]
+_PRELOAD = ["tuner.worker.forkserver_main", "numpy", "onnxruntime", "mlperf_loadgen", "sklearn.datasets",
+            "tuner.worker.measure", "workloads.digits", "backends.onnxruntime"]
 
 
 def _child(cfg: TrialConfig, conn) -> None:
     import os
 
-    from tuner.measure import measure
+    from tuner.worker.measure import measure
 
     try:
         conn.send(measure(cfg))
@@ -41,7 +41,7 @@ def _share_main_path() -> None:
     import os
     import sys
 
-    from tuner.forkserver_main import MAIN_ENV
+    from tuner.worker.forkserver_main import MAIN_ENV
 
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)

@@ -1,4 +1,4 @@
-"""Imported by ``tuner.isolation``'s fork server at start-up: imports the parent's main
+"""Imported by ``tuner.worker.isolation``'s fork server at start-up: imports the parent's main
 script there once, so forked trials do not each re-import it.
 
 Why: a forkserver child runs ``multiprocessing.spawn.prepare``, which re-imports the

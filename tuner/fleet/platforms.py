@@ -1,6 +1,6 @@
 """What this node is: platform name, CPU, memory, OS, accelerators, runtimes.
 
-``detect()`` reads the same files the kernel exposes (``tuner.hardware``: ``/proc/cpuinfo``,
+``detect()`` reads the same files the kernel exposes (``tuner.fleet.hardware``: ``/proc/cpuinfo``,
 ``/proc/device-tree/model``, ``/sys/...``, ``/etc/os-release``) under a ``root`` that
 defaults to ``/``, so tests feed fake trees from ``tmp_path``. Commands (``nvidia-smi``,
 ``vcgencmd``) are looked up on ``PATH`` (tests put fake scripts there).
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
+from tuner.fleet.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
                             read_cpuinfo, read_device_tree_model, read_edgetpus, read_file,
                             read_hostname, read_meminfo_gib, read_network, read_nvidia_gpus,
                             read_os, read_storage, read_throttled)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "platform"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "platform"
 
 KNOWN_PLATFORMS = ("milan", "x8664", "rpi4", "rpi4-coral", "jetson-nano", "nvidia-generic",
                    "aarch64")

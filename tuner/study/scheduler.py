@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.dispatch import DRIVER_GRACE_S
+from tuner.fleet.dispatch import DRIVER_GRACE_S
 from tuner.trial import TrialConfig, TrialResult
 
 # How often the scheduler asks the cluster which nodes are alive while trials are in flight.

@@ -1,6 +1,6 @@
 """Reproduce the shipped MobileNet-v1 digits weights (needs the ``train`` extra: torch).
 
-    python -m tuner.workloads.train_digits [--widths 0.25 0.5 0.75 1.0] [--epochs 40]
+    python -m workloads.train_digits [--widths 0.25 0.5 0.75 1.0] [--epochs 40]
 
 One network per width multiplier is trained across all input resolutions of the family
 (a random resolution per batch): a MobileNet trained at one resolution collapses at another
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.workloads import digits_data
-from tuner.workloads.mobilenet import layer_plan
+from workloads import digits_data
+from workloads.mobilenet import layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -132,7 +132,7 @@ def train(width: float, epochs: int, seed: int = 0, lr: float = 1e-2, batch: int
 
 def evaluate() -> dict:
     """Held-out top-1 of every variant (fp32 and int8) with ONNX Runtime -> manifest.json."""
-    from tuner.workloads.digits import DigitsWorkload
+    from workloads.digits import DigitsWorkload
 
     workload = DigitsWorkload()
     rows = {}

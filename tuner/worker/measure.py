@@ -5,7 +5,7 @@ of the runtime, an INVALID LoadGen run or a missing runtime all come back as a
 ``TrialResult`` with ``ok``/``valid`` false and the cause, so the study goes on.
 
 A performance run that ends INVALID because LoadGen was told the wrong expected speed (a
-harness miss, ``tuner.oracle.harness_miss``) is recalibrated from that run's own log and
+harness miss, ``tuner.worker.oracle.harness_miss``) is recalibrated from that run's own log and
 run again, up to ``cfg.harness_retries`` times. The final attempt's logs are the
 ``performance/`` folder (what the packer reads); earlier ones are kept as
 ``performance_attempt_<n>/``; ``system["performance_attempts"]`` counts them.
@@ -30,11 +30,11 @@ from experiments import loadgen_logs
 from experiments.check import benchmark_of
 from experiments.mlperf import SHORT
 from experiments.mlperf import scenario as scenario_facts
-from tuner import model_files
-from tuner.oracle import (Calibration, LoadGenOracle, SystemUnderTest, calibrate,
+from tuner.worker import model_files
+from tuner.worker.oracle import (Calibration, LoadGenOracle, SystemUnderTest, calibrate,
                           harness_miss, recalibrate, user_conf)
 from tuner.trial import TrialConfig, TrialResult
-from tuner.workloads import create as create_workload
+from workloads import create as create_workload
 
 CALIBRATION_SAMPLES = 32
 ACCURACY_BATCH = 32  # a search trial's accuracy pass (see _accuracy_plan)

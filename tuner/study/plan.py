@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.mlperf import SHORT
 from search_spaces import SearchSpace
 from tuner.config import ConfigError, PlatformConfig
-from tuner.dispatch import DispatchError, NodeInfo, no_node
+from tuner.fleet.dispatch import DispatchError, NodeInfo, no_node
 from tuner.trial import Fidelity, TrialConfig
 
 
@@ -46,7 +46,7 @@ def platform_settings(cfg: DictConfig, platform: str) -> DictConfig:
     """The platform's settings: the run's own ``platform`` group when it names this platform
     (with the user's overrides), else ``conf/platform/<name>.yaml``, else the defaults.
     A replayed landscape is its table's alone: no platform file applies."""
-    from tuner.platforms import load_platform_config
+    from tuner.fleet.platforms import load_platform_config
 
     schema = OmegaConf.structured(PlatformConfig)
     if cfg.cluster.mode == "replay":

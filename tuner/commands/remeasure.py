@@ -11,10 +11,10 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.mlperf import COMPLIANT_MIN_DURATION_MS
 from experiments.records import Records
 from experiments.report import fmt
-from tuner.dispatch import PLATFORM_LABEL, DispatchError, RayDispatcher
-from tuner.run_setup import fixed_floor, make_dispatcher
-from tuner.outcome import AccuracyFloor, Recorder
-from tuner.scheduler import Scheduler
+from tuner.fleet.dispatch import PLATFORM_LABEL, DispatchError, RayDispatcher
+from tuner.study.run_setup import fixed_floor, make_dispatcher
+from tuner.study.outcome import AccuracyFloor, Recorder
+from tuner.study.scheduler import Scheduler
 from tuner.trial import Fidelity, TrialConfig, TrialResult
 
 Print = Callable[[str], None]
@@ -38,7 +38,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
 
 def system_type(cfg: DictConfig, platform: str) -> str:
     """edge | datacenter for a platform: its conf/platform YAML, else the run's config."""
-    from tuner.platforms import load_platform_config
+    from tuner.fleet.platforms import load_platform_config
 
     try:
         kind = load_platform_config(platform).get("system_type")
@@ -68,7 +68,7 @@ def objective_of(row: dict[str, Any]) -> str:
 
 
 def _detect_on_node(platform: str) -> dict[str, Any]:
-    from tuner.platforms import detect
+    from tuner.fleet.platforms import detect
 
     facts = detect().to_dict()
     facts["platform"] = platform  # the Ray label the trial ran under

@@ -15,8 +15,8 @@ from typing import Any
 
 from experiments.mlperf import COMPLIANT, REDUCED, REPRODUCE, SHORT
 from experiments.selection import parse_pick
-from tuner.dispatch import RayDispatcher
-from tuner.remeasure import (Print, dispatch_for, load_run_config, measure_all, objective_of,
+from tuner.fleet.dispatch import RayDispatcher
+from tuner.commands.remeasure import (Print, dispatch_for, load_run_config, measure_all, objective_of,
                              recorder, run_timeout_s, shown)
 from tuner.trial import TrialConfig, TrialResult
 

@@ -1,8 +1,8 @@
 """The study loop: the driver alone talks to Optuna (ask/tell) and writes the records.
 
-One multi-objective study per platform, each over its own space (``tuner.plan``), all
-driven from this one process; the scheduler (``tuner.scheduler``) keeps as many trials of a
-platform in flight as it has devices and hands back results, and ``tuner.outcome`` turns a
+One multi-objective study per platform, each over its own space (``tuner.study.plan``), all
+driven from this one process; the scheduler (``tuner.study.scheduler``) keeps as many trials of a
+platform in flight as it has devices and hands back results, and ``tuner.study.outcome`` turns a
 result into a record. Optuna's storage is a journal file in the run directory (one
 writer: this driver), so rerunning with the same study name resumes: finished trials are
 kept, trials a killed driver left running are re-measured once, nothing is measured twice.
@@ -30,13 +30,13 @@ from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
 from experiments.records import Records, read
 from search_spaces import make_sampler, plan_warm_start
 from tuner.config import ConfigError
-from tuner.dispatch import DispatchError
-from tuner.journal import JOURNAL, open_journal
-from tuner.outcome import AccuracyFloor, Recorder
-from tuner.plan import PlatformPlan, trial_config
-from tuner.progress import StudyProgress
-from tuner.run_setup import cluster_plans, fixed_floor, make_dispatcher, validated
-from tuner.scheduler import Finished, Lane, Scheduler
+from tuner.fleet.dispatch import DispatchError
+from tuner.study.journal import JOURNAL, open_journal
+from tuner.study.outcome import AccuracyFloor, Recorder
+from tuner.study.plan import PlatformPlan, trial_config
+from tuner.study.progress import StudyProgress
+from tuner.study.run_setup import cluster_plans, fixed_floor, make_dispatcher, validated
+from tuner.study.scheduler import Finished, Lane, Scheduler
 
 # Objective values told for a trial with no measurement: worse than any real one, so the
 # sampler learns the region is bad (a FAIL state would be ignored and proposed again).

@@ -7,7 +7,7 @@
 with LoadGen's own rules: ``Fidelity.compliant_run()`` (no min_duration/min_query_count
 override, so 600 s and the benchmark's query count) and an accuracy run over the whole
 validation set. It dispatches through the run's own Ray path (``make_dispatcher`` with the
-run's saved ``.hydra/config.yaml``) and records each result through ``tuner.outcome`` (as the study does) beside
+run's saved ``.hydra/config.yaml``) and records each result through ``tuner.study.outcome`` (as the study does) beside
 the short rows of ``trials.parquet``, fidelity ``compliant``; logs go to
 ``trials/<study>/<trial>/compliant/<Scenario>/`` (one level deeper than short runs, since
 a promoted trial may be measured in several scenarios).
@@ -31,7 +31,7 @@ performance run (and lowers the query count to what early stopping needs). Such 
 are recorded with fidelity ``compliant-reduced``; the packer refuses them unless
 ``--draft``.
 
-``reproduce`` lives in ``tuner/reproduce.py``; this module's CLI runs both.
+``reproduce`` lives in ``tuner/commands/reproduce.py``; this module's CLI runs both.
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.mlperf import INFERRED_FROM, MEASURED, REDUCED, SCENARIO_NAMES
 from experiments.selection import to_promote
-from tuner.dispatch import DispatchError, RayDispatcher
-from tuner.remeasure import (Print, attach_facts, dispatch_for, load_run_config, measure_all,
+from tuner.fleet.dispatch import DispatchError, RayDispatcher
+from tuner.commands.remeasure import (Print, attach_facts, dispatch_for, load_run_config, measure_all,
                              objective_of, recorder, render_report, run_timeout_s, shown,
                              system_type)
 from tuner.trial import Fidelity, TrialConfig, TrialResult
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = promote(args.run_dir, args.trials, args.scenarios, args.min_duration_ms,
                            timeout_s=args.timeout_s)
             return 0 if rows and all(r["valid"] for r in rows) else 1
-        from tuner.reproduce import reproduce
+        from tuner.commands.reproduce import reproduce
 
         _, new = reproduce(args.run_dir, args.trial, args.fidelity, not args.no_record,
                            timeout_s=args.timeout_s)

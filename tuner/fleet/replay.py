@@ -3,7 +3,7 @@
 ``cluster=replay cluster.table=RUN_DIR`` puts a ``ReplayDispatcher`` where the driver
 would use Ray, so a search strategy runs on a real device landscape (our own grid, or a
 published MLPerf results tree imported with ``python -m experiments import``) in seconds.
-It offers what the driver uses of ``tuner.dispatch.RayDispatcher`` (platforms, check,
+It offers what the driver uses of ``tuner.fleet.dispatch.RayDispatcher`` (platforms, check,
 submit, wait, result, cancel, shutdown), answers in-process (no Ray, no subprocess), and
 describes the table's own search space (``space_config``): its dimensions and the values
 the table holds, so the driver searches exactly what can be answered.
@@ -24,7 +24,7 @@ from typing import Any
 from experiments.mlperf import PROMOTED, REPLAY, REPRODUCE
 from search_spaces import canonical
 from tuner.config import ConfigError, ParamSpec
-from tuner.dispatch import DispatchError, NodeInfo
+from tuner.fleet.dispatch import DispatchError, NodeInfo
 from tuner.trial import TrialConfig, TrialResult
 
 NOT_IN_TABLE = "not in table"

@@ -4,7 +4,7 @@ One ``LoadGenOracle`` per trial process. Settings come from ``TestSettings.FromC
 with a generated ``user.conf`` so the RNG seeds are the official ones, and FromConfig is
 called once per process: a second call makes LoadGen log ``error_invalid_config``
 ("Multiple conf files"), which the submission checker rejects. That is why each trial runs
-in a fresh process (``tuner.isolation``'s fork server) and the performance and accuracy
+in a fresh process (``tuner.worker.isolation``'s fork server) and the performance and accuracy
 runs share one ``TestSettings``.
 
 Short tuning runs must come back VALID, so the expected latency / QPS LoadGen plans with

@@ -12,8 +12,8 @@ import dataclasses
 import time
 
 from experiments.mlperf import SIMULATED
-from tuner.dispatch import PLATFORM_LABEL, RayDispatcher, dut_resource
-from tuner.replay import ReplayDispatcher
+from tuner.fleet.dispatch import PLATFORM_LABEL, RayDispatcher, dut_resource
+from tuner.fleet.replay import ReplayDispatcher
 from tuner.trial import TrialConfig, TrialResult
 
 

@@ -51,10 +51,10 @@ from typing import Any
 import numpy as np
 
 from backends.cache import atomic_write_bytes
-from tuner.workloads.base import Variant, Workload
-from tuner.workloads.onnx_facts import inspect_onnx, offset_for
+from workloads.base import Variant, Workload
+from workloads.onnx_facts import inspect_onnx, offset_for
 # load_rgb is re-exported: the tests and users decode images as the workload does
-from tuner.workloads.imagenet_preprocess import PROFILES, load_rgb, resize_crop  # noqa: F401
+from workloads.imagenet_preprocess import PROFILES, load_rgb, resize_crop  # noqa: F401
 
 VAL_MAP = "val_map.txt"
 PRECISIONS = ("fp32", "int8")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from tuner.config import BackendConfig, ConfigError, SpaceConfig, validate
-from tuner.plan import PlatformPlan, describe, make_plans
+from tuner.study.plan import PlatformPlan, describe, make_plans
 
 
 def fixed_floor(cfg: DictConfig) -> float | None:
@@ -17,7 +17,7 @@ def fixed_floor(cfg: DictConfig) -> float | None:
         return float(study.accuracy_floor)
     if cfg.cluster.mode == "replay":
         return None  # no workload: the table's own best fp32 sets it
-    from tuner.workloads import create
+    from workloads import create
 
     try:
         workload = create(OmegaConf.to_container(cfg.workload, resolve=True),
@@ -31,16 +31,16 @@ def fixed_floor(cfg: DictConfig) -> float | None:
 def local_platform_name(cfg: DictConfig) -> str:
     if cfg.platform.name != "auto":
         return cfg.platform.name
-    from tuner.platforms import detect
+    from tuner.fleet.platforms import detect
 
     return detect(runtimes=False).platform
 
 
 def make_dispatcher(cfg: DictConfig):
-    from tuner.dispatch import RayDispatcher, local_runtimes
+    from tuner.fleet.dispatch import RayDispatcher, local_runtimes
 
     if cfg.cluster.mode == "replay":
-        from tuner.replay import ReplayDispatcher
+        from tuner.fleet.replay import ReplayDispatcher
 
         return ReplayDispatcher(cfg.cluster.table)
     if cfg.cluster.mode == "local":

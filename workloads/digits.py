@@ -15,9 +15,9 @@ import numpy as np
 
 from backends.cache import content_hash, publish_file
 from backends.litert import edgetpu_compiled
-from tuner.workloads import digits_data
-from tuner.workloads.base import Variant, Workload
-from tuner.workloads.mobilenet import build_onnx, layer_plan
+from workloads import digits_data
+from workloads.base import Variant, Workload
+from workloads.mobilenet import build_onnx, layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -64,7 +64,7 @@ class DigitsWorkload(Workload):
                          "training images)")
         return {"starting_weights_filename": self.weights_file(float(variant.params["width"])).name,
                 "retraining": "yes: MobileNet-v1 trained from scratch on the UCI digits "
-                              "(tuner/workloads/train_digits.py), not the MLPerf reference weights",
+                              "(workloads/train_digits.py), not the MLPerf reference weights",
                 "input_data_types": "fp32", "weight_data_types": variant.precision,
                 "weight_transformations": "; ".join(steps)}
 
@@ -101,7 +101,7 @@ class DigitsWorkload(Workload):
     def _tflite_file(self, variant: Variant, edgetpu: bool = False) -> Path:
         """The LiteRT model, written without TensorFlow (``tflite_export``); with ``edgetpu``,
         the user's ``edgetpu_compiler`` output for it, which sits next to it in the cache."""
-        from tuner.workloads import tflite_export
+        from workloads import tflite_export
 
         if edgetpu and variant.precision != "int8":
             raise ValueError(f"the Edge TPU runs int8 models only; {variant.name} is "

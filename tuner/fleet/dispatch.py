@@ -41,7 +41,7 @@ class NodeInfo:
 def _measure_task(cfg: TrialConfig, timeout_s: float | None) -> TrialResult:
     import ray
 
-    from tuner.isolation import run_isolated
+    from tuner.worker.isolation import run_isolated
 
     result = run_isolated(cfg, timeout_s)
     # Which Ray node measured it: the hostname alone does not say (several node agents
@@ -105,7 +105,7 @@ class RayDispatcher:
         else:
             address = _driver_auth(address)
             ray.init(address=address, log_to_driver=False, configure_logging=False)
-            from tuner.head_watch import HeadWatch
+            from tuner.fleet.head_watch import HeadWatch
 
             self._watch = HeadWatch(ray.get_runtime_context().gcs_address,
                                     connected=ray.is_initialized)

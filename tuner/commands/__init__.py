@@ -1,0 +1,1 @@
+"""Commands after a study: promote the front to compliant runs, reproduce a record."""

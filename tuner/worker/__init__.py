@@ -1,0 +1,1 @@
+"""The worker side: one trial in an isolated process, measured by LoadGen."""
