@@ -7,27 +7,49 @@ times the probability it is feasible where some trials were not. Recall of the f
 what device time buys, so this is the quantity to maximise directly; it needs no
 reference point and is unchanged by any monotone rescaling of an objective.
 
+Which objective depends on what: accuracy is a function of the accuracy key only (model
+dims, the runtime, its output-changing knobs: ``SearchSpace.accuracy_key``), latency of
+every dim and the platform. So the accuracy GP (and the GPs of accuracy constraints, e.g.
+the driver's ``accuracy_floor`` = floor - accuracy) is fitted over the accuracy dims, on
+one observation per accuracy key, and a point whose key is known -- measured in this
+study, or in the ``known_accuracy`` the driver hands over -- takes that figure with no
+sampling noise: it is uncertain in latency only (and its floor verdict is settled once the
+floor is known from any measured trial).
+
+API for the driver:
+
+- ``FrontSampler(space, seed, known_accuracy=book)`` (``make_sampler(...,
+  known_accuracy=book)``): ``book`` an ``AccuracyBook`` (shared by every platform study of
+  a fleet; the sampler adds its own measured accuracies to it, after each trial), a plain
+  mapping accuracy key -> accuracy (read only), or a callable returning such a mapping
+  (asked at every ask). Keys from ``space.accuracy_key(params)``.
+- ``accuracy_objective``: the accuracy objective's name in ``study.metric_names`` or its
+  index (default "accuracy"; the last of two objectives when names are unset), None when
+  no objective is accuracy. ``accuracy_constraints``: names of constraints of the form
+  floor - accuracy (default ``("accuracy_floor",)``).
+- ``prior``: a warm start's records of other platforms (``WarmStart.prior``): their
+  latencies become a prior mean (``warm_start.prior_columns``, weighted by a fit on this
+  study's trials, kept only where it explains them); their accuracies arrive as known
+  through ``WarmStart.known_accuracy`` (``make_sampler`` merges them into the book).
+
 Measured points are never proposed again (``PointSampler``). The first ``n_startup``
-points are spread out (maximin distance in the feature space, first one random). A warm
-start's prior (records of other platforms) gives each objective a prior mean: the other
-platforms' prediction for the point, weighted by a fit on this study's own trials and
-kept only where it explains them better than none (``GP.fit``), so a dissimilar platform
-costs little.
+points are spread out (maximin distance in the feature space, first one random).
 """
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import optuna
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces.samplers import PointSampler
+from search_spaces.front import fit_subset, front_probability, joint_draws
+from search_spaces.point_sampler import PointSampler
 from search_spaces.space import SearchSpace
 from search_spaces.surrogate import GP, Encoder
+from search_spaces.warm_start import prior_columns
 
 MAX_CANDIDATES = 256  # unmeasured points scored per ask (a random subset beyond that)
 SAMPLES = 96  # joint posterior draws per ask
@@ -35,16 +57,26 @@ MAX_OBSERVED = 300  # trials a GP is fitted on (``_fit_subset``): bounds an ask'
 REFIT_ALWAYS_BELOW = 100  # trials below which length scales are refitted at every ask
 REFIT_GROWTH = 1.1  # above it, refitted once the trials grew by this factor
 PENALTY_ABS = 1e8  # a told value this large is a stand-in for "no measurement"
+Known = Mapping[tuple, float] | Callable[[], Mapping[tuple, float]]
 
 
 class FrontSampler(PointSampler):
     def __init__(self, space: SearchSpace, seed: int | None = None, *, n_startup: int = 4,
-                 samples: int = SAMPLES, prior: Sequence[dict[str, Any]] | None = None):
+                 samples: int = SAMPLES, prior: Sequence[dict[str, Any]] | None = None,
+                 known_accuracy: Known | None = None,
+                 accuracy_objective: str | int | None = "accuracy",
+                 accuracy_constraints: Collection[str] = ("accuracy_floor",)):
         super().__init__(space, seed)
         self.encoder = Encoder(space)
         self.features = self.encoder.encode(self.points)
+        self.acc_encoder = Encoder(space, space.accuracy_dims())
+        self.acc_keys = [space.accuracy_key(p) for p in self.points]
+        self._acc_features: dict[tuple, np.ndarray] = {}
         self.n_startup = n_startup
         self.samples = samples
+        self.known_accuracy = known_accuracy
+        self.accuracy_objective = accuracy_objective
+        self.accuracy_constraints = set(accuracy_constraints)
         self._prior_records = list(prior or [])
         self._prior: list[np.ndarray] | None = None  # per objective, at every point
         self._scales: dict[tuple, np.ndarray] = {}  # model -> last fitted length scales
@@ -54,18 +86,23 @@ class FrontSampler(PointSampler):
     # --- the choice --------------------------------------------------------------------
     def choose(self, study: optuna.Study, trials: list[FrozenTrial], free: list[int]) -> int:
         signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
+        acc = self._accuracy_index(study)
         obs = [(i, t) for t in trials if (i := self.trial_index(t)) is not None]
         modelled = [(i, t) for i, t in obs if self._verdict(t)[0]]
+        known = self._known(modelled, acc)
         if self._prior is None and self._prior_records:
-            self._prior = self._prior_columns(signs)
+            self._prior = prior_columns(self._prior_records, self.encoder, self.features, signs)
         startup = min(self.n_startup, 2) if self._prior is not None else self.n_startup
         if len(modelled) < max(startup, 2):
-            return self._spread(obs, free)
+            return self._spread(obs, free, known, acc, signs)
         cand = free if len(free) <= MAX_CANDIDATES else list(
             self._rng.choice(free, MAX_CANDIDATES, replace=False))
-        ys, logs = self._targets(modelled, signs)
+        raw = np.array([t.values for _, t in modelled], dtype=float)
+        logs = [bool((raw[:, j] > 0).all()) and (j != acc or all(v > 0 for v in known.values()))
+                for j in range(len(signs))]
+        ys = np.stack([self._y(raw[:, j], signs[j], logs[j]) for j in range(len(signs))], 1)
         feasible_obs = np.array([self._verdict(t)[1] for _, t in modelled])
-        fit_on = self._fit_subset(ys, feasible_obs)
+        fit_on = fit_subset(ys, feasible_obs, self._rng, MAX_OBSERVED)
         fit_obs = obs
         if len(obs) > MAX_OBSERVED:  # with the latest failures, which the constraints learn from
             failed = [o for o in obs if not self._verdict(o[1])[0]]
@@ -73,19 +110,98 @@ class FrontSampler(PointSampler):
         idx = [modelled[k][0] for k in fit_on]
         draws = []
         for j in range(len(signs)):
-            gp = GP(self.encoder.groups, self._scales.get(("objective", j)))
+            if j == acc:
+                known_y = {k: float(self._y(np.array([v]), signs[j], logs[j])[0])
+                           for k, v in known.items()}
+                draws.append(self._accuracy_draws(cand, known_y, ("objective", j)))
+                continue
             prior = self._prior[j] if self._prior is not None else None
-            gp.fit(self.features[idx], ys[fit_on, j], None if prior is None else prior[idx],
+            x = self.features
+            gp = GP(self.encoder.groups, self._scales.get(("objective", j)))
+            gp.fit(x[idx], ys[fit_on, j], None if prior is None else prior[idx],
                    sweeps=self._sweeps(("objective", j), len(idx)))
             self._scales[("objective", j)] = gp.scales
-            mean, cov = gp.posterior(self.features[cand],
-                                     None if prior is None else prior[cand])
+            mean, cov = gp.posterior(x[cand], None if prior is None else prior[cand])
             draws.append(self._draw(mean, cov))
         # every measured point counts as a rival, whatever the GPs were fitted on
         score = front_probability(np.stack(draws, -1), ys[feasible_obs])
-        score = score * self._feasibility(fit_obs, cand)
+        score = score * self._feasibility(fit_obs, cand, known, acc)
         score = score + 1e-9 * self._rng.rand(len(cand))  # random tie-break
         return int(cand[int(np.argmax(score))])
+
+    @staticmethod
+    def _y(raw: np.ndarray, sign: float, log: bool) -> np.ndarray:
+        """A told value in "smaller is better" units, log where every value is positive."""
+        return sign * (np.log(raw) if log else raw)
+
+    def _accuracy_index(self, study: optuna.Study) -> int | None:
+        want, n = self.accuracy_objective, len(study.directions)
+        if want is None or n < 2:
+            return None
+        if isinstance(want, int):
+            return want % n
+        names = study.metric_names
+        if names is None:
+            return n - 1  # the driver's and the benchmark's order: speed, accuracy
+        return names.index(want) if want in names else None
+
+    def _known(self, modelled, acc: int | None) -> dict[tuple, float]:
+        """accuracy key -> accuracy: the given knowledge, overridden by this study's own
+        measurements (averaged per key)."""
+        if acc is None:
+            return {}
+        given = self.known_accuracy() if callable(self.known_accuracy) else self.known_accuracy
+        own: dict[tuple, list[float]] = {}
+        for i, t in modelled:
+            own.setdefault(self.acc_keys[i], []).append(float(t.values[acc]))
+        return {**dict(given or {}), **{k: sum(v) / len(v) for k, v in own.items()}}
+
+    def after_trial(self, study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        """Adds a measured accuracy to a shared ``AccuracyBook`` (other studies read it)."""
+        super().after_trial(study, trial, state, values)
+        add = getattr(self.known_accuracy, "add", None)
+        acc = self._accuracy_index(study)
+        if add is None or acc is None or state != TrialState.COMPLETE or not values:
+            return
+        if trial.user_attrs.get("state") == "failed" or not _real(values):
+            return
+        index = self.trial_index(trial)
+        key = self.acc_keys[index] if index is not None else self.space.accuracy_key(trial.params)
+        add(key, float(values[acc]), f"{study.study_name}#{trial.number}")
+
+    def _acc_x(self, keys: Sequence[tuple]) -> np.ndarray:
+        missing = [k for k in keys if k not in self._acc_features]
+        if missing:
+            for k, row in zip(missing, self.acc_encoder.encode([dict(k) for k in missing])):
+                self._acc_features[k] = row
+        return np.array([self._acc_features[k] for k in keys]).reshape(len(keys), -1)
+
+    def _key_gp(self, values: Mapping[tuple, float], model: tuple) -> GP:
+        """A GP over the accuracy dims on one value per accuracy key (at most MAX_OBSERVED)."""
+        keys = list(values)
+        if len(keys) > MAX_OBSERVED:
+            keys = [keys[k] for k in self._rng.choice(len(keys), MAX_OBSERVED, replace=False)]
+        gp = GP(self.acc_encoder.groups, self._scales.get(model))
+        gp.fit(self._acc_x(keys), np.array([values[k] for k in keys]),
+               sweeps=self._sweeps(model, len(keys)))
+        self._scales[model] = gp.scales
+        return gp
+
+    def _accuracy_draws(self, cand: list[int], known_y: dict[tuple, float],
+                        model: tuple) -> np.ndarray:
+        """(samples, candidates): a known key's value in every draw; the unknown keys drawn
+        jointly, once per key, so points sharing a key share its draw."""
+        keys = [self.acc_keys[i] for i in cand]
+        out = np.array([known_y.get(k, 0.0) for k in keys])[None, :].repeat(self.samples, 0)
+        unknown = sorted({k for k in keys if k not in known_y})
+        if unknown:
+            mean, cov = self._key_gp(known_y, model).posterior(self._acc_x(unknown))
+            drawn = self._draw(mean, cov)
+            col = {k: c for c, k in enumerate(unknown)}
+            where = [c for c, k in enumerate(keys) if k in col]
+            out[:, where] = drawn[:, [col[keys[c]] for c in where]]
+        return out
 
     def _verdict(self, trial: FrozenTrial) -> tuple[bool, bool]:
         """(measured, feasible) of a finished trial, judged once: an ask of a long study
@@ -108,51 +224,20 @@ class FrontSampler(PointSampler):
         self._fitted_n[model] = n
         return first if last is None else 1
 
-    def _fit_subset(self, ys: np.ndarray, feasible: np.ndarray) -> np.ndarray:
-        """Indices of the measured trials the GPs are fitted on: all of them up to
-        MAX_OBSERVED; beyond, the feasible ones nearest the front (fewest points dominating
-        them) for two thirds, and a random share of the rest, so a long study's ask stays
-        bounded while the model stays sharp where the front is."""
-        n = len(ys)
-        if n <= MAX_OBSERVED:
-            return np.arange(n)
-        rivals = ys[feasible]
-        no_worse = np.ones((n, len(rivals)), bool)  # [i, k]: rival k no worse than i anywhere
-        same = no_worse.copy()
-        for j in range(ys.shape[1]):  # per objective: 2-D masks, not an [n, n, m] cube
-            no_worse &= rivals[None, :, j] <= ys[:, None, j]
-            same &= rivals[None, :, j] == ys[:, None, j]
-        beaten = (no_worse & ~same).sum(1)  # [i]: feasible points dominating i
-        beaten = np.where(feasible, beaten, n) + self._rng.rand(n)  # random tie-break
-        near = np.argsort(beaten)[: 2 * MAX_OBSERVED // 3]
-        rest = np.setdiff1d(np.arange(n), near)
-        rest = self._rng.choice(rest, MAX_OBSERVED - len(near), replace=False)
-        return np.sort(np.concatenate([near, rest]))
-
-    def _targets(self, modelled, signs) -> tuple[np.ndarray, list[bool]]:
-        """Objective values turned into "smaller is better" and log where all positive."""
-        raw = np.array([t.values for _, t in modelled], dtype=float)
-        logs = [bool((raw[:, j] > 0).all()) for j in range(raw.shape[1])]
-        ys = np.stack([signs[j] * (np.log(raw[:, j]) if logs[j] else raw[:, j])
-                       for j in range(raw.shape[1])], 1)
-        return ys, logs
-
     def _draw(self, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-        n = len(mean)
-        scale = max(float(np.mean(np.diag(cov))), 1e-12)
-        try:
-            chol = np.linalg.cholesky(cov + 1e-6 * scale * np.eye(n))
-            return mean[None, :] + self._rng.randn(self.samples, n) @ chol.T
-        except np.linalg.LinAlgError:  # numerically indefinite: draw the marginals
-            sd = np.sqrt(np.maximum(np.diag(cov), 1e-12))
-            return mean[None, :] + self._rng.randn(self.samples, n) * sd[None, :]
+        return joint_draws(mean, cov, self._rng, self.samples)
 
-    def _spread(self, obs, free: list[int]) -> int:
+    def _spread(self, obs, free: list[int], known: dict, acc: int | None, signs) -> int:
         """Start-up: the free point farthest from everything measured or chosen; with a
-        prior, only among the points the other platforms' front predicts."""
+        prior, only among the points its front predicts (known accuracies where every
+        free point's is known, else the other platforms' accuracy prediction)."""
         pool = free
         if self._prior is not None:
-            predicted = np.stack([p[free] for p in self._prior], 1)
+            columns = list(self._prior)
+            if acc is not None and all(self.acc_keys[f] in known for f in free):
+                columns[acc] = np.zeros(len(self.points))
+                columns[acc][free] = [signs[acc] * known[self.acc_keys[f]] for f in free]
+            predicted = np.stack([p[free] for p in columns], 1)
             on_front = front_probability(predicted[None], np.empty((0, predicted.shape[1])))
             pool = [f for f, on in zip(free, on_front) if on > 0.5] or free
         taken = [i for i, _ in obs] + [self._index[self.space.key(p)]
@@ -163,16 +248,21 @@ class FrontSampler(PointSampler):
         nearest = d.min(1) + 1e-9 * self._rng.rand(len(pool))
         return int(pool[int(np.argmax(nearest))])
 
-    def _feasibility(self, obs, cand: list[int]) -> np.ndarray:
+    def _feasibility(self, obs, cand: list[int], known: dict, acc: int | None) -> np.ndarray:
         """P(every constraint <= 0), one GP per constraint on its told values (an accuracy
         floor's ``floor - accuracy`` is as smooth as accuracy itself); a trial with no
-        measurement counts as violating all of them."""
+        measurement counts as violating every constraint but the accuracy ones, which
+        are modelled per accuracy key over the accuracy dims (``_accuracy_feasibility``)."""
         prob = np.ones(len(cand))
         names = {n for _, t in obs for n in (t.constraints or {})}
-        for name in sorted(names):
+        accuracy = sorted(names & self.accuracy_constraints) if acc is not None else []
+        general = sorted(names - set(accuracy))
+        if not general and any(not self._verdict(t)[0] for _, t in obs):
+            general = [None]  # no constraint says it: learn where trials fail to measure
+        for name in general:
             idx, vals = [], []
             for i, t in obs:
-                value = (t.constraints or {}).get(name)
+                value = (t.constraints or {}).get(name) if name is not None else 0.0
                 measured = self._verdict(t)[0]
                 if value is not None or not measured:
                     idx.append(i)
@@ -187,100 +277,73 @@ class FrontSampler(PointSampler):
             gp.fit(self.features[idx], vals, sweeps=sweeps)
             self._scales[model] = gp.scales
             mean, var = gp.posterior(self.features[cand], joint=False)
-            z = -mean / np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0))
-            prob *= 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
+            prob *= _p_below(-mean, np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0)))
+        for name in accuracy:
+            prob *= self._accuracy_feasibility(name, obs, cand, known, acc)
         return prob
 
-    # --- warm start ----------------------------------------------------------------------
-    def _prior_columns(self, signs: list[float]) -> list[np.ndarray]:
-        """Per objective: the other platforms' standardised prediction at every point
-        (one GP per platform, averaged), in this study's "smaller is better" sense."""
-        by_platform: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for rec in self._prior_records:
-            values = rec.get("values")
-            if rec.get("feasible", True) and values is not None and all(
-                    v is not None and math.isfinite(v) and abs(v) < PENALTY_ABS for v in values):
-                by_platform[str(rec.get("platform", ""))].append(rec)
-        columns = [np.zeros(len(self.points)) for _ in signs]
-        counts = 0
-        for recs in by_platform.values():
-            if len(recs) < 3:
+    def _accuracy_feasibility(self, name: str, obs, cand: list[int], known: dict,
+                              acc: int) -> np.ndarray:
+        """P(floor - accuracy <= 0) of each candidate: settled where its key was told the
+        constraint; where only its accuracy is known, against the floor (floor = told
+        constraint + accuracy, constant or modelled over the accuracy dims); else from a
+        GP of the constraint over the accuracy dims."""
+        told: dict[tuple, list[float]] = {}
+        floors: dict[tuple, list[float]] = {}
+        for i, t in obs:
+            value = (t.constraints or {}).get(name)
+            if value is None or not self._verdict(t)[0]:
                 continue
-            x = self.encoder.encode([r["params"] for r in recs])
-            raw = np.array([r["values"] for r in recs], dtype=float)
-            for j, sign in enumerate(signs):
-                col = raw[:, j]
-                y = sign * (np.log(col) if (col > 0).all() else col)
-                y = (y - y.mean()) / (y.std() or 1.0)
-                gp = GP(self.encoder.groups).fit(x, y, sweeps=2)
-                columns[j] += gp.posterior(self.features, joint=False)[0]
-            counts += 1
-        if not counts:
-            return None
-        return [c / counts for c in columns]
+            told.setdefault(self.acc_keys[i], []).append(float(value))
+            floors.setdefault(self.acc_keys[i], []).append(float(value) + t.values[acc])
+        told_m = {k: float(np.mean(v)) for k, v in told.items()}
+        floor_m = {k: float(np.mean(v)) for k, v in floors.items()}
+        keys = [self.acc_keys[i] for i in cand]
+        prob = np.ones(len(cand))
+        if not told_m:
+            return prob
+        floor_vals = np.array(list(floor_m.values()))
+        const = floor_vals.max() - floor_vals.min() <= 1e-9 * (abs(floor_vals).max() + 1.0)
+        by_floor = [c for c, k in enumerate(keys) if k not in told_m and k in known]
+        if by_floor and const:
+            prob[by_floor] = [float(floor_vals[0] - known[keys[c]] <= 0) for c in by_floor]
+        elif by_floor:
+            mean, var = self._key_gp(floor_m, ("floor", name)).posterior(
+                self._acc_x([keys[c] for c in by_floor]), joint=False)
+            have = np.array([known[keys[c]] for c in by_floor])
+            prob[by_floor] = _p_below(have - mean, np.sqrt(var + 1e-12))
+        rest = [c for c, k in enumerate(keys) if k not in told_m and k not in known]
+        vals = np.array(list(told_m.values()))
+        if rest and len(vals) >= 2 and not (vals <= 0).all():
+            mean, var = self._key_gp(told_m, ("constraint", name)).posterior(
+                self._acc_x([keys[c] for c in rest]), joint=False)
+            prob[rest] = _p_below(-mean, np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0)))
+        for c, k in enumerate(keys):
+            if k in told_m:
+                prob[c] = float(told_m[k] <= 0)
+        return prob
 
 
-def front_probability(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Share of draws in which each candidate is non-dominated (minimisation).
-
-    draws: (samples, candidates, objectives), observed: (n, objectives) feasible measured
-    values. A candidate must beat every observed point and every other candidate of the
-    same draw: the probability of lying on the front of the whole space."""
-    if draws.shape[2] == 2:
-        dominated = _dominated_2d(draws, observed)
-    else:
-        dominated = _dominated_pairwise(draws, observed)
-    return 1.0 - dominated.mean(0)
+def _p_below(margin: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """P(x <= 0) of a normal x with mean -margin and standard deviation sd."""
+    return 0.5 * (1.0 + np.vectorize(math.erf)(margin / (sd * math.sqrt(2.0))))
 
 
-def _dominated_2d(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Two objectives, O(c log c) per draw: sorted by the first objective, a candidate is
-    dominated when something before it is no worse in the second. Exact ties (which
-    continuous draws do not produce) may count as domination where the pairwise rule
-    would not."""
-    first, second = draws[..., 0], draws[..., 1]
-    order = np.argsort(first, axis=1, kind="stable")
-    ranked = np.take_along_axis(second, order, 1)
-    best_before = np.minimum.accumulate(ranked, axis=1)
-    best_before = np.concatenate([np.full((len(draws), 1), np.inf), best_before[:, :-1]], 1)
-    dominated = np.empty_like(ranked, dtype=bool)
-    np.put_along_axis(dominated, order, best_before <= ranked, 1)
-    if len(observed):
-        # the observed staircase: the best second objective among points no worse in the first
-        by_first = observed[np.argsort(observed[:, 0], kind="stable")]
-        stairs = np.minimum.accumulate(by_first[:, 1])
-        below = np.searchsorted(by_first[:, 0], first, side="right")  # observed with o0 <= d0
-        best = np.where(below > 0, stairs[np.maximum(below - 1, 0)], np.inf)
-        dominated |= best <= second
-    return dominated
-
-
-def _dominated_pairwise(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
-    """Any number of objectives, by comparing every pair (s * c * c * m)."""
-    s, c, m = draws.shape
-    dominated = np.zeros((s, c), dtype=bool)
-    if len(observed):
-        le = (observed[None, None, :, :] <= draws[:, :, None, :]).all(-1)
-        lt = (observed[None, None, :, :] < draws[:, :, None, :]).any(-1)
-        dominated |= (le & lt).any(-1)
-    chunk = max(1, int(4e7 // max(c * c * m, 1)))  # bound the (s, c, c, m) temporary
-    for start in range(0, s, chunk):
-        part = draws[start:start + chunk]
-        le = (part[:, None, :, :] <= part[:, :, None, :]).all(-1)  # [s, i, k]: k <= i
-        lt = (part[:, None, :, :] < part[:, :, None, :]).any(-1)
-        dominated[start:start + chunk] |= (le & lt).any(-1)
-    return dominated
+def _real(values: Sequence[float]) -> bool:
+    return all(v is not None and math.isfinite(v) and abs(v) < PENALTY_ABS for v in values)
 
 
 def _measured(trial: FrozenTrial) -> bool:
     """True when the told values are real figures (not the driver's stand-in penalty)."""
     if trial.user_attrs.get("state") == "failed" or trial.values is None:
         return False
-    return all(v is not None and math.isfinite(v) and abs(v) < PENALTY_ABS
-               for v in trial.values)
+    return _real(trial.values)
 
 
 def _constraints_met(trial: FrozenTrial) -> bool:
     constraints = trial.constraints or {}  # Optuna's convention: feasible when all <= 0
     values = constraints.values() if isinstance(constraints, dict) else constraints
     return all(c <= 0.0 for c in values)
+
+
+__all__ = ["FrontSampler", "front_probability"]

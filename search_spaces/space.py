@@ -27,6 +27,10 @@ class Dim:
     # Values with an order a search may exploit (widths, resolutions, thread counts): int
     # and float dims always are; a categorical only when its config says `ordered: true`.
     ordered: bool = False
+    # Whether the dim can change a model's outputs, hence its accuracy: model dims and the
+    # runtime do; scenario knobs and thread counts do not; a runtime knob only when the
+    # runtime declares it output-changing (``from_config``'s ``output_changing``).
+    affects_accuracy: bool = True
 
     @property
     def is_ordered(self) -> bool:
@@ -61,7 +65,7 @@ def _allowed(value) -> tuple:
 
 
 def _dim(name: str, spec: Mapping[str, Any], role: str, owner: str = "",
-         when: Iterable[tuple[str, tuple]] = ()) -> Dim:
+         when: Iterable[tuple[str, tuple]] = (), affects: bool = True) -> Dim:
     typ = spec.get("type", "categorical")
     low, high = spec.get("low"), spec.get("high")
     if typ == "int":
@@ -75,7 +79,8 @@ def _dim(name: str, spec: Mapping[str, Any], role: str, owner: str = "",
             pass
     return Dim(name=name, type=typ, choices=choices, low=low,
                high=high, step=spec.get("step"), log=bool(spec.get("log", False)),
-               when=tuple(when), role=role, owner=owner, ordered=ordered)
+               when=tuple(when), role=role, owner=owner, ordered=ordered,
+               affects_accuracy=bool(spec.get("affects_accuracy", affects)))
 
 
 class SearchSpace:
@@ -88,11 +93,20 @@ class SearchSpace:
             raise ValueError("search space: no dimensions")
         self.dims = dims
         self._points: list[dict[str, Any]] | None = None  # set by `restricted`
+        self._names: dict[str, Dim] | None = None
 
     @classmethod
     def from_config(cls, space: Mapping[str, Any], backends: Mapping[str, Any],
-                    scenario: Mapping[str, Any] | None = None) -> "SearchSpace":
-        """Build from plain dicts (``OmegaConf.to_container(cfg.space)`` etc.)."""
+                    scenario: Mapping[str, Any] | None = None,
+                    output_changing: Mapping[str, Iterable[str]] | None = None
+                    ) -> "SearchSpace":
+        """Build from plain dicts (``OmegaConf.to_container(cfg.space)`` etc.).
+
+        ``output_changing``: per runtime, the knobs that can change its outputs (ONNX
+        Runtime's ``graph_optimization_level``, LiteRT's XNNPACK switch; not thread
+        counts); a runtime's config may say the same as ``output_changing: [...]``, and a
+        knob's own spec as ``affects_accuracy: true|false``, which wins. Only those knobs
+        join the model dims and the runtime in the accuracy key (``accuracy_key``)."""
         dims: list[Dim] = []
         for name, spec in (space.get("model") or {}).items():
             dims.append(_dim(name, spec, "model", when=_when(spec, {})))
@@ -101,13 +115,16 @@ class SearchSpace:
             raise ValueError("space.backends: empty; name at least one runtime")
         dims.append(Dim(BACKEND, "categorical", tuple(runtimes), role="backend"))
         for runtime in runtimes:
-            knobs = (backends.get(runtime) or {}).get("knobs") or {}
+            conf = backends.get(runtime) or {}
+            knobs = conf.get("knobs") or {}
+            changing = set((output_changing or {}).get(runtime, conf.get("output_changing") or ()))
             local = {k: f"{runtime}.{k}" for k in knobs}  # a knob's `when` names siblings
             for knob, spec in knobs.items():
                 when = [(BACKEND, (runtime,))] + list(_when(spec, local))
-                dims.append(_dim(f"{runtime}.{knob}", spec, "knob", runtime, when))
+                dims.append(_dim(f"{runtime}.{knob}", spec, "knob", runtime, when,
+                                 affects=knob in changing))
         for name, spec in ((scenario or {}).get("knobs") or {}).items():
-            dims.append(_dim(name, spec, "scenario", when=_when(spec, {})))
+            dims.append(_dim(name, spec, "scenario", when=_when(spec, {}), affects=False))
         for name, spec in (space.get("params") or {}).items():
             dims.append(_dim(name, spec, "param", when=_when(spec, {})))
         return cls(dims)
@@ -181,9 +198,23 @@ class SearchSpace:
     def key(self, params: Mapping[str, Any]) -> tuple:
         """The canonical identity of a point: equal for the same point however it was
         spelt (1 vs 1.0 from Parquet JSON, key order, inactive dims left over)."""
-        by_name = {d.name: d for d in self.dims}
+        by_name = self._by_name()
         return tuple((name, canonical(params[name])) for name in sorted(params)
                      if name in by_name and by_name[name].active(params))
+
+    def accuracy_key(self, params: Mapping[str, Any]) -> tuple:
+        """The identity of a point's accuracy: its active dims that affect accuracy (model
+        dims, the runtime, output-changing knobs). Points with equal keys score the same on
+        every platform; keys of two platforms' spaces compare by dim name and value."""
+        return tuple(kv for kv in self.key(params) if self._by_name()[kv[0]].affects_accuracy)
+
+    def accuracy_dims(self) -> list[Dim]:
+        return [d for d in self.dims if d.affects_accuracy]
+
+    def _by_name(self) -> dict[str, Dim]:
+        if self._names is None:
+            self._names = {d.name: d for d in self.dims}
+        return self._names
 
     def contains(self, params: Mapping[str, Any]) -> bool:
         """Whether ``params`` is exactly one point of this space (every active dim set to

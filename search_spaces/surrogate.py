@@ -5,8 +5,9 @@ resolutions, thread counts) is one number on its own scale (log where every valu
 positive, so 0.25 -> 0.5 is as far as 0.5 -> 1.0), an unordered one (precision, runtime,
 family) is one-hot, and a conditional dimension that is inactive is a separate "off" flag
 rather than a made-up value. Each dimension has one length scale (automatic relevance),
-fitted by marginal likelihood on a coarse grid, so the model learns that accuracy does
-not depend on the runtime while latency does.
+fitted by marginal likelihood on a coarse grid. The accuracy model is fitted over the
+dims that affect accuracy only (an ``Encoder`` of ``space.accuracy_dims()``), so it need
+not learn that thread counts do not matter.
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ LINEAR = 0.5  # measured: the whole front sooner on both published devices (benc
 
 
 class Encoder:
-    """params dict -> feature vector; column groups per dimension (one length scale each)."""
+    """params dict -> feature vector; column groups per dimension (one length scale each).
+    ``dims``: only these of the space's dims (the accuracy model's: ``accuracy_dims()``)."""
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space: SearchSpace, dims: Sequence | None = None):
         self.space = space
         self.groups: list[list[int]] = []
         self._plan: list[tuple] = []
         col = 0
-        for dim in space.dims:
+        for dim in (space.dims if dims is None else dims):
             cols: list[int] = []
             if dim.is_ordered:
                 lo, hi, log = _range(dim)
