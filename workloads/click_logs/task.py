@@ -1,0 +1,215 @@
+"""The recommendation task, shared by ``click_logs`` (synthetic) and ``criteo`` (a user's
+day file): users as LoadGen samples, the pair-batching responder, and the AUC score.
+
+A LoadGen sample is a user: a contiguous block of user-item pairs whose sizes follow
+MLPerf's ``dist_quantile.txt`` (100 to 700 pairs, mean 270), drawn as MLPerf's reference
+``criteo.py`` draws them (numpy's global generator seeded 123, one ``randint(0, 20)`` per
+user until the pairs run out; the last block is cut to what is left). The block table is
+kept with the workload (``user_offsets``; ``trace_text()`` is MLPerf's
+``dlrm_trace_of_aggregated_samples.txt``).
+
+A sample's response is float32 ``(prediction, label)`` per pair, interleaved: the layout
+MLPerf's ``accuracy-dlrm.py`` reads when the log carries the ground truth. The score is
+scikit-learn's ``roc_auc_score`` over all pairs, and its text the script's own line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from backends.base import TensorSpec
+from workloads.base import Metric, Predict, Response, Score, Variant, Workload
+
+QUANTILE_FILE = Path(__file__).parent / "dist_quantile.txt"  # a copy of MLPerf's
+BLOCK_SEED = 123  # MLPerf's reference seeds numpy with 123 before drawing the blocks
+NUM_DENSE, NUM_SPARSE = 13, 26
+RESPONSE_DTYPE = np.float32
+
+
+def read_quantile(path: str | Path = QUANTILE_FILE) -> np.ndarray:
+    """The pair-count quantile table (one line of comma-separated counts)."""
+    line = Path(path).read_text().splitlines()[0] if Path(path).is_file() else ""
+    try:
+        quantile = np.array([int(v) for v in line.split(",")], dtype=np.int64)
+    except ValueError:
+        raise ValueError(f"{path}: expected one line of comma-separated pair counts") from None
+    if quantile.size == 0 or quantile.min() < 1:
+        raise ValueError(f"{path}: expected positive pair counts, got {line!r}")
+    return quantile
+
+
+def user_offsets(pairs: int, quantile: np.ndarray | None = None, seed: int = BLOCK_SEED) -> np.ndarray:
+    """Block boundaries [0, o1, ..., pairs] as MLPerf draws them (users = len - 1)."""
+    quantile = read_quantile() if quantile is None else np.asarray(quantile)
+    if pairs < 1:
+        raise ValueError(f"user blocks need at least one pair, got {pairs}")
+    # randint(0, l, size=k) draws the same stream as k scalar randint(0, l) calls.
+    draws = np.random.RandomState(seed).randint(0, len(quantile), size=pairs // int(quantile.min()) + 1)
+    ends = np.cumsum(quantile[draws])
+    users = int(np.searchsorted(ends, pairs)) + 1  # the first block that reaches `pairs`
+    return np.concatenate([[0], np.minimum(ends[:users], pairs)]).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class User:
+    """One LoadGen sample: a user's block of pairs (views into the workload's arrays)."""
+
+    index: int             # its qsl index
+    dense: np.ndarray      # float32 [n, 13], preprocessed
+    sparse: np.ndarray     # int64 [n, 26]
+    labels: np.ndarray     # float32 [n]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _input_names(inputs: Sequence[TensorSpec]) -> tuple[str, str]:
+    """(dense, sparse) input names, matched by dtype: the one float32 and the one int64."""
+    floats = [s.name for s in inputs if np.dtype(s.dtype) == np.float32]
+    ints = [s.name for s in inputs if np.dtype(s.dtype) == np.int64]
+    if len(inputs) != 2 or len(floats) != 1 or len(ints) != 1:
+        found = ", ".join(f"{s.name}:{np.dtype(s.dtype)}{list(s.shape)}" for s in inputs)
+        raise ValueError("a DLRM model needs two inputs, float32 dense [N, 13] and int64 "
+                         f"sparse [N, 26]; this one has {found or 'none'}")
+    return floats[0], ints[0]
+
+
+class PairResponder:
+    """Batches a query's pairs (``batch_size`` pairs per ``predict``, users split across
+    batches where they fall) and answers each user with its slice of one interleaved
+    (prediction, label) buffer. Buffers are reused (grown only for a bigger query), so a
+    query costs one copy of its pairs, the predictions, and one response tuple per user."""
+
+    def __init__(self, predict: Predict, inputs: Sequence[TensorSpec], batch_size: int):
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size={batch_size}: a positive number of pairs")
+        self.predict = predict
+        self.batch_size = int(batch_size)
+        self.dense_name, self.sparse_name = _input_names(inputs)
+        self._grow(1024)
+
+    def _grow(self, pairs: int) -> None:
+        self._dense = np.empty((pairs, NUM_DENSE), np.float32)
+        self._sparse = np.empty((pairs, NUM_SPARSE), np.int64)
+        self._out = np.empty((pairs, 2), RESPONSE_DTYPE)
+        self._address = self._out.ctypes.data
+
+    def __call__(self, samples: Sequence[User]) -> list[Response]:
+        total = 0
+        for user in samples:
+            total += len(user.labels)
+        if total > len(self._out):
+            self._grow(max(total, 2 * len(self._out)))
+        dense, sparse, out = self._dense, self._sparse, self._out
+        if len(samples) == 1 and total <= self.batch_size:
+            user = samples[0]  # one user, one batch (Server): feed its views, no copy
+            out[:total, 1] = user.labels
+            self._run(user.dense, user.sparse, out[:total, 0])
+            return [(self._address, total * 8)]
+        start = 0
+        for user in samples:
+            end = start + len(user.labels)
+            dense[start:end] = user.dense
+            sparse[start:end] = user.sparse
+            out[start:end, 1] = user.labels
+            start = end
+        for lo in range(0, total, self.batch_size):
+            hi = min(lo + self.batch_size, total)
+            self._run(dense[lo:hi], sparse[lo:hi], out[lo:hi, 0])
+        responses, start = [], 0
+        for user in samples:
+            n = len(user.labels)
+            responses.append((self._address + start * 8, n * 8))  # 2 float32 per pair
+            start += n
+        return responses
+
+    def _run(self, dense: np.ndarray, sparse: np.ndarray, into: np.ndarray) -> None:
+        pred = self.predict({self.dense_name: dense, self.sparse_name: sparse})[0]
+        if pred.size != len(into):
+            raise ValueError(f"the DLRM model gave {pred.size} outputs for {len(into)} pairs; "
+                             "its first output must be one click probability per pair "
+                             "([N] or [N, 1])")
+        into[:] = pred.reshape(-1)
+
+
+def score_pairs(responses: Mapping[int, bytes], offsets: np.ndarray | None = None) -> Score:
+    """AUC over all pairs of an accuracy log, as ``accuracy-dlrm.py`` computes it."""
+    from sklearn.metrics import roc_auc_score
+
+    if not responses:
+        raise ValueError("no responses to score: the accuracy log is empty")
+    parts = []
+    for idx, data in responses.items():
+        pairs = np.frombuffer(data, RESPONSE_DTYPE)
+        if pairs.size % 2:
+            raise ValueError(f"response of sample {idx}: {len(data)} bytes is not whole "
+                             "(prediction, label) float32 pairs")
+        if offsets is not None and pairs.size // 2 != offsets[idx + 1] - offsets[idx]:
+            raise ValueError(f"response of sample {idx}: {pairs.size // 2} pairs, but the "
+                             f"user has {offsets[idx + 1] - offsets[idx]}")
+        parts.append(pairs.reshape(-1, 2))
+    both = np.concatenate(parts)
+    pred, labels = both[:, 0], both[:, 1]
+    if len(np.unique(labels)) < 2:
+        raise ValueError("AUC needs both clicks and non-clicks among the scored pairs")
+    auc = float(roc_auc_score(labels, pred))
+    good = int(np.count_nonzero(pred.round() == labels))
+    total = len(pred)
+    text = "AUC={:.3f}%, accuracy={:.3f}%, good={}, total={}, queries={}".format(
+        100.0 * auc, 100.0 * good / total, good, total, len(responses))
+    return Score("AUC", auc, text, count=len(responses),
+                 extras={"pairs": float(total), "accuracy": good / total})
+
+
+class DlrmWorkload(Workload):
+    """Users of pairs over (dense, sparse, labels) arrays: what both DLRM workloads share.
+    A subclass sets ``self.dense``, ``self.sparse``, ``self.labels`` and calls
+    ``_make_users()``."""
+
+    metric: ClassVar[Metric] = Metric("AUC", "AUC", "AUC")
+    # MLPerf's DLRM v1 rules in LoadGen 6.0.17's mlperf.conf: performance sample count
+    # 204800 (LoadGen loads at most the set's own size), Server bound 60 ms.
+    loadgen_model: ClassVar[str] = "dlrm"
+
+    dense: np.ndarray
+    sparse: np.ndarray
+    labels: np.ndarray
+    user_offsets: np.ndarray
+
+    def _make_users(self, quantile: np.ndarray | None = None) -> None:
+        self.quantile = read_quantile() if quantile is None else quantile
+        self.user_offsets = user_offsets(len(self.labels), self.quantile)
+
+    @property
+    def total_sample_count(self) -> int:
+        return len(self.user_offsets) - 1
+
+    @property
+    def pair_count(self) -> int:
+        return int(self.user_offsets[-1])
+
+    def load_samples(self, indices: Sequence[int], variant: Variant) -> list[User]:
+        o = self.user_offsets
+        return [User(int(i), self.dense[o[i]:o[i + 1]], self.sparse[o[i]:o[i + 1]],
+                     self.labels[o[i]:o[i + 1]]) for i in indices]
+
+    def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
+                  batch_size: int) -> PairResponder:
+        return PairResponder(predict, inputs, batch_size)
+
+    def score(self, responses: Mapping[int, bytes]) -> Score:
+        return score_pairs(responses, self.user_offsets)
+
+    def trace_text(self) -> str:
+        """The block table as MLPerf's ``dlrm_trace_of_aggregated_samples.txt``."""
+        o = self.user_offsets
+        return "".join(f"{s}, {e}, {e - s}\n" for s, e in zip(o[:-1].tolist(), o[1:].tolist()))
+
+    def describe(self) -> dict[str, Any]:
+        sizes = np.diff(self.user_offsets)
+        return {**super().describe(), "pairs": self.pair_count, "users": self.total_sample_count,
+                "user_block_seed": BLOCK_SEED, "user_pairs_mean": round(float(sizes.mean()), 2),
+                "user_offsets": self.user_offsets.tolist()}
