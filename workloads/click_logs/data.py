@@ -40,8 +40,9 @@ SLOPE_FEATURE = 5      # the category of this feature sets the slope of dense fe
 
 
 def preprocess_dense(raw: np.ndarray) -> np.ndarray:
-    """MLPerf DLRM v1 dense preprocessing: ``log(max(x, 0) + 1)`` as float32."""
-    return np.log1p(np.maximum(raw, 0).astype(np.float32))
+    """MLPerf DLRM v1 dense preprocessing: ``log(max(x, 0) + 1)`` in float32, as the
+    reference computes it (``torch.log(torch.tensor(x, dtype=torch.float) + 1)``)."""
+    return np.log(np.maximum(raw, 0).astype(np.float32) + np.float32(1))
 
 
 @dataclass
