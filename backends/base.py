@@ -11,19 +11,40 @@ Lifecycle, in the order the measuring harness calls it:
    session/engine/interpreter once per trial. ``options`` are the runtime's knobs as the
    search space named them (an unknown one is a ``ValueError`` naming it); ``cache_dir``
    is where a runtime may cache compiled artifacts (``backends.cache``). After ``load``,
-   ``input_shape`` is the batch shape the model takes.
-3. ``warmup(sample)``: a few predictions so first-call costs (allocation, JIT) stay out of
+   ``inputs`` and ``outputs`` describe the model's tensors as this runtime sees them
+   (name, shape, dtype; a TFLite image model's input is NHWC, an ONNX one often NCHW).
+3. ``warmup(feeds)``: a few predictions so first-call costs (allocation, JIT) stay out of
    LoadGen's figures.
-4. ``predict(batch)`` many times: a float32 NCHW batch in, logits (N, classes) out.
+4. ``predict(feeds)`` many times: a dict of named inputs in, the list of all outputs out
+   (the MLCommons reference backend's shape), in ``outputs`` order.
 5. ``close()``: free native resources before the next trial.
 
-Backends know nothing of studies or LoadGen; they only run a model.
+``OUTPUT_INVARIANT_KNOBS`` names the knobs that never change a model's outputs (thread
+counts, say), so an accuracy measured under one setting holds for the others; any other
+knob (a graph optimisation level, a kernel library, a precision) may change them.
+
+Backends know nothing of studies, tasks or LoadGen; they only run a model.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output as the runtime sees it: name, shape (None or a negative
+    number for a dynamic axis), numpy dtype."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def batch_dynamic(self) -> bool:
+        return not self.shape or not isinstance(self.shape[0], int) or self.shape[0] <= 0
 
 
 class BackendOptionError(ValueError):
@@ -39,6 +60,8 @@ class Backend:
     name: ClassVar[str] = ""
     #: the model file format this runtime loads ("onnx", "tflite", ...)
     model_format: ClassVar[str] = "onnx"
+    #: knobs that leave the outputs bit for bit the same (see the module docstring)
+    OUTPUT_INVARIANT_KNOBS: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def available(cls) -> str | None:
@@ -53,17 +76,18 @@ class Backend:
         self.model_path = str(model_path)
         self.options = dict(options or {})
         self.cache_dir = cache_dir  # where a runtime may cache compiled artifacts
-        self.input_shape: tuple[int, ...] | None = None
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
 
     def load(self) -> None:
         raise NotImplementedError
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         raise NotImplementedError
 
-    def warmup(self, sample: np.ndarray, iterations: int = 5) -> None:
+    def warmup(self, feeds: dict[str, np.ndarray], iterations: int = 5) -> None:
         for _ in range(iterations):
-            self.predict(sample)
+            self.predict(feeds)
 
     def close(self) -> None:
         pass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.base import Backend, BackendUnavailable
+from backends.base import Backend, BackendUnavailable, TensorSpec
 
 EDGETPU_LIBRARY = "libedgetpu.so.1"
 
@@ -24,6 +24,8 @@ class LiteRTBackend(Backend):
     name = "litert"
     model_format = "tflite"
     KNOBS = {"num_threads", "xnnpack", "edgetpu"}
+    # XNNPACK and the Edge TPU run other kernels than the builtin ones: outputs may differ
+    OUTPUT_INVARIANT_KNOBS = frozenset({"num_threads"})
 
     @classmethod
     def available(cls) -> str | None:
@@ -64,24 +66,29 @@ class LiteRTBackend(Backend):
             model_path = _edgetpu_model(model_path)
         self._interp = Interpreter(model_path=model_path, **kwargs)
         self._interp.allocate_tensors()
-        inp = self._interp.get_input_details()[0]
-        self._in_index = int(inp["index"])
-        self._out_index = int(self._interp.get_output_details()[0]["index"])
-        self._batch = int(inp["shape"][0])
-        n, h, w, c = (int(d) for d in inp["shape"])
-        self.input_shape = (n, c, h, w)  # as the workloads feed it (NCHW)
+        self._describe()
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        # The workloads' layout is NCHW; TFLite graphs take NHWC.
-        x = np.ascontiguousarray(batch.transpose(0, 2, 3, 1), dtype=np.float32)
-        if x.shape[0] != self._batch:
-            # Re-plan for the new batch size once; Offline/Server repeat the same size.
-            self._interp.resize_tensor_input(self._in_index, list(x.shape))
-            self._interp.allocate_tensors()
-            self._batch = x.shape[0]
-        self._interp.set_tensor(self._in_index, x)
-        self._interp.invoke()
-        return self._interp.get_tensor(self._out_index)
+    def _describe(self) -> None:
+        ins, outs = self._interp.get_input_details(), self._interp.get_output_details()
+        self._in = [(d["name"], int(d["index"])) for d in ins]
+        self._out = [int(d["index"]) for d in outs]
+        self.inputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]),
+                                  np.dtype(d["dtype"])) for d in ins]
+        self.outputs = [TensorSpec(d["name"], tuple(int(x) for x in d["shape"]),
+                                   np.dtype(d["dtype"])) for d in outs]
+
+    def predict(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        interp = self._interp
+        for (name, index), spec in zip(self._in, self.inputs):
+            x = feeds[name]
+            if x.shape != spec.shape:
+                # Re-plan for the new batch size once; Offline/Server repeat the same size.
+                interp.resize_tensor_input(index, list(x.shape))
+                interp.allocate_tensors()
+                self._describe()
+            interp.set_tensor(index, x)
+        interp.invoke()
+        return [interp.get_tensor(i) for i in self._out]
 
     def close(self) -> None:
         self._interp = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backends.base import Backend, BackendOptionError, BackendUnavailable
+from backends.base import Backend, BackendOptionError, BackendUnavailable, TensorSpec
 
 _GRAPH_LEVELS = {
     "disable": "ORT_DISABLE_ALL",
@@ -19,6 +19,9 @@ class OnnxRuntimeBackend(Backend):
     model_format = "onnx"
     KNOBS = {"intra_op_threads", "inter_op_threads", "graph_optimization", "execution_mode",
              "allow_spinning"}
+    # graph_optimization fuses and reorders float ops, so it may change outputs
+    OUTPUT_INVARIANT_KNOBS = frozenset({"intra_op_threads", "inter_op_threads",
+                                        "execution_mode", "allow_spinning"})
 
     @classmethod
     def available(cls) -> str | None:
@@ -60,9 +63,8 @@ class OnnxRuntimeBackend(Backend):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self.session = ort.InferenceSession(self.model_path, opts, providers=self.providers())
         self._check_session()
-        inp = self.session.get_inputs()[0]
-        self._input_name = inp.name
-        self.input_shape = tuple(inp.shape)
+        self.inputs = [_spec(i) for i in self.session.get_inputs()]
+        self.outputs = [_spec(o) for o in self.session.get_outputs()]
 
     def providers(self) -> list:
         """Execution providers in priority order (subclasses put an accelerator first)."""
@@ -71,8 +73,18 @@ class OnnxRuntimeBackend(Backend):
     def _check_session(self) -> None:
         """Hook: refuse a session that silently fell back to another provider."""
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self._input_name: batch})[0]
+    def predict(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(None, feeds)
 
     def close(self) -> None:
         self.session = None
+
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+              "tensor(double)": np.float64, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+              "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(bool)": np.bool_}
+
+
+def _spec(node) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else None for d in node.shape)
+    return TensorSpec(node.name, shape, np.dtype(_ORT_TYPES.get(node.type, np.float32)))

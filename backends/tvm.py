@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Iterator
 
 import numpy as np
 
-from backends.base import Backend, BackendOptionError, BackendUnavailable
+from backends.base import Backend, BackendOptionError, BackendUnavailable, TensorSpec
 from backends.cache import content_hash, default_cache_dir, publish_file
 from backends.tvm_target import resolve_target, usable_cpus
 from backends.tvm_tuning import SEED as TUNING_SEED
@@ -57,6 +57,9 @@ class TVMBackend(Backend):
     name = "tvm"
     model_format = "onnx"
     KNOBS = {"num_threads", "tuning_trials", "target", "batch_size", "bind_threads"}
+    # tuned kernels (another schedule) and the target (other instructions) may change
+    # float results; the thread count and pinning do not
+    OUTPUT_INVARIANT_KNOBS = frozenset({"num_threads", "bind_threads", "batch_size"})
 
     #: builds done by this process (a cache hit adds nothing): tests assert on these
     compiles: ClassVar[int] = 0
@@ -126,8 +129,8 @@ class TVMBackend(Backend):
         key = content_hash(model, self.target, self._batch, trials, tvm.__version__,
                            BUILD_VERSION)
         self.library_path = cache_root / f"{stem}-{key}.so"
-        sample_shape, self._input_name = _onnx_input(model)
-        self.input_shape = (self._batch, *sample_shape)
+        self.inputs = [TensorSpec(name, (self._batch, *shape), dtype)
+                       for name, shape, dtype in _onnx_inputs(model)]
 
         built = []
 
@@ -146,7 +149,8 @@ class TVMBackend(Backend):
         self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(self.library_path)),
                                         tvm.cpu())
         self._main = self._vm["main"]
-        self._input = tvm.runtime.empty(self.input_shape, "float32", tvm.cpu())
+        self._buffers = [tvm.runtime.empty(spec.shape, str(spec.dtype), tvm.cpu())
+                         for spec in self.inputs]
 
     def _build(self, target, db_dir: Path | None, trials: int):
         """Compile the model (tuned from the database at ``db_dir`` when given): the
@@ -183,7 +187,8 @@ class TVMBackend(Backend):
 
         model = onnx.load(self.model_path)
         # Fix the symbolic batch dimension: static shapes are what MetaSchedule tunes.
-        return from_onnx(model, shape_dict={self._input_name: list(self.input_shape)})
+        return from_onnx(model, shape_dict={s.name: list(s.shape) for s in self.inputs},
+                         dtype_dict={s.name: str(s.dtype) for s in self.inputs})
 
     def _ready_this_thread(self) -> None:
         """Size the calling thread's TVM pool before its first kernel runs: the loading
@@ -194,28 +199,33 @@ class TVMBackend(Backend):
             self._thread_ready.add(ident)
 
     # --- run ------------------------------------------------------------------------
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        # One call at a time (as LoadGen's SUT calls it): the input buffer is reused, since
-        # copying into it costs a third of allocating a new tensor per call.
+    def predict(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        # One call at a time (as LoadGen's SUT calls it): the input buffers are reused, since
+        # copying into them costs a third of allocating new tensors per call.
         if threading.get_ident() not in self._thread_ready:
             self._ready_this_thread()
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        n, b = len(batch), self._batch
+        arrays = [np.ascontiguousarray(feeds[s.name], dtype=s.dtype) for s in self.inputs]
+        n, b = len(arrays[0]), self._batch
         if n == b:
-            self._input.copyfrom(batch)
-            return self._main(self._input).numpy()
-        outs = []
+            return self._run(arrays)
+        outs: list[list[np.ndarray]] = []
         for start in range(0, n, b):
-            chunk = batch[start:start + b]
-            if len(chunk) < b:  # the compiled shape is static: pad the tail
-                pad = np.zeros((b - len(chunk), *chunk.shape[1:]), dtype=np.float32)
-                chunk = np.concatenate([chunk, pad])
-            self._input.copyfrom(chunk)
-            outs.append(self._main(self._input).numpy())
-        return np.concatenate(outs)[:n]
+            chunk = [a[start:start + b] for a in arrays]
+            if len(chunk[0]) < b:  # the compiled shape is static: pad the tail
+                chunk = [np.concatenate([c, np.zeros((b - len(c), *c.shape[1:]), c.dtype)])
+                         for c in chunk]
+            outs.append(self._run(chunk))
+        return [np.concatenate(parts)[:n] for parts in zip(*outs)]
+
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        for buf, a in zip(self._buffers, arrays):
+            buf.copyfrom(a)
+        out = self._main(*self._buffers)
+        return [o.numpy() for o in out] if isinstance(out, (tuple, list)) or \
+            type(out).__name__ == "Array" else [out.numpy()]
 
     def close(self) -> None:
-        self._main = self._vm = self._input = None
+        self._main = self._vm = self._buffers = None
 
 
 # --- threads -----------------------------------------------------------------------------
@@ -253,17 +263,23 @@ def _configure_threads(n: int, bind: bool) -> None:
 
 
 # --- helpers ----------------------------------------------------------------------------
-def _onnx_input(model: Path) -> tuple[tuple[int, ...], str]:
-    """The first graph input's name and its shape without the batch dimension."""
+def _onnx_inputs(model: Path) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+    """Each graph input's name, shape without the batch dimension, and dtype."""
     import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
 
     graph = onnx.load(str(model), load_external_data=False).graph
     initializers = {init.name for init in graph.initializer}
-    inp = next(i for i in graph.input if i.name not in initializers)
-    dims = inp.type.tensor_type.shape.dim[1:]
-    if any(not d.HasField("dim_value") for d in dims):
-        raise ValueError(f"tvm: {model.name}: only the batch dimension may be symbolic")
-    return tuple(int(d.dim_value) for d in dims), inp.name
+    out = []
+    for inp in graph.input:
+        if inp.name in initializers:
+            continue
+        dims = inp.type.tensor_type.shape.dim[1:]
+        if any(not d.HasField("dim_value") for d in dims):
+            raise ValueError(f"tvm: {model.name}: only the batch dimension may be symbolic")
+        out.append((inp.name, tuple(int(d.dim_value) for d in dims),
+                    np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))))
+    return out
 
 
 def _c_compiler() -> str | None:

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
-from experiments.mlperf import (CATEGORY_SCENARIOS, COMPLIANT, COMPLIANT_MIN_DURATION_MS,
-                                INFERABLE, SCENARIOS, scenario_from_folder)
+from experiments.mlperf import (BENCHMARKS, CATEGORY_SCENARIOS, CHECKER_ALIASES, COMPLIANT,
+                                COMPLIANT_MIN_DURATION_MS, INFERABLE, KNOWN_BENCHMARKS,
+                                SCENARIOS, parse_accuracy_txt, scenario_from_folder)
 from experiments.system_json import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS, VALID_STATUS
 
 # The seeds compiled into LoadGen 6.0.x (what FromConfig gives; read from the
@@ -40,20 +41,12 @@ OFFICIAL_SEEDS = {"qsl_rng_seed": 2085463073848966840,
                   "sample_index_rng_seed": 2747215439041700203,
                   "schedule_rng_seed": 16159082839903944936}
 MAX_ACCURACY_LOG_SIZE = 10 * 1024  # truncate_accuracy_log.py / checker constant
-# The checker's v6.x benchmark names, and the model-dir aliases it maps without help.
-KNOWN_BENCHMARKS = (
-    "resnet", "retinanet", "bert-99", "bert-99.9", "3d-unet-99", "3d-unet-99.9",
-    "llama3.1-8b", "llama3.1-8b-edge", "llama2-70b-99", "llama2-70b-99.9",
-    "stable-diffusion-xl", "mixtral-8x7b", "llama3.1-405b", "rgat", "pointpainting",
-    "deepseek-r1", "whisper", "gpt-oss-120b", "wan-2.2-t2v-a14b", "qwen3-vl-235b-a22b",
-    "dlrm-v3", "yolo-95", "yolo-99")
-CHECKER_ALIASES = {"mobilenet": "resnet", "resnet50": "resnet", "ssd-resnet34": "retinanet"}
-PERFORMANCE_SAMPLE_COUNT = {"resnet": 1024, "retinanet": 64}
-DATASET_SIZE = {"resnet": 50000, "retinanet": 24781}
-SERVER_LATENCY_NS = {"resnet": 15_000_000}
+PERFORMANCE_SAMPLE_COUNT = {b.name: b.performance_sample_count for b in BENCHMARKS.values()}
+DATASET_SIZE = {b.name: b.dataset_size for b in BENCHMARKS.values() if b.dataset_size}
+SERVER_LATENCY_NS = {b.name: b.server_latency_ns for b in BENCHMARKS.values()
+                     if b.server_latency_ns}
 MEASUREMENTS_KEYS = ("starting_weights_filename", "retraining", "input_data_types",
                      "weight_data_types", "weight_transformations")
-ACCURACY_LINE = re.compile(r"^accuracy=(\d+\.\d{3})%, good=(\d+), total=(\d+)$")
 HASH_LINE = re.compile(r"^hash=([0-9a-f]{64})$")
 MANIFEST = "tuner_submission.json"
 DRAFT_MARK = "DRAFT"
@@ -81,13 +74,6 @@ def benchmark_of(model_dir: str, mapping: dict[str, str] | None = None) -> str |
     if model_dir in KNOWN_BENCHMARKS:
         return model_dir
     return CHECKER_ALIASES.get(model_dir) or (mapping or {}).get(model_dir)
-
-
-def parse_accuracy_txt(text: str) -> tuple[float, int, int] | None:
-    """(accuracy %, good, total) from the reference wording, or None."""
-    first = text.splitlines()[0].strip() if text.strip() else ""
-    m = ACCURACY_LINE.match(first)
-    return (float(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
 def run_problems(perf: DetailLog, acc: DetailLog | None, accuracy_total: int | None,
@@ -207,7 +193,11 @@ def check_scenario(path: Path, scenario: str, benchmark: str, kinds: set[str],
     text = acc_txt.read_text() if acc_txt.is_file() else ""
     parsed = parse_accuracy_txt(text)
     if parsed is None:
-        fail("accuracy.format", "first line is not 'accuracy=XX.XXX%, good=N, total=M'", acc_txt)
+        fail("accuracy.format", "no metric line ('accuracy=XX.XXX%, good=N, total=M', "
+             "'mAP=XX.XXX%' or 'AUC=XX.XXX%')", acc_txt)
+    elif (want := BENCHMARKS.get(benchmark)) and parsed.key != want.accuracy_key:
+        fail("accuracy.metric", f"{benchmark} is scored by {want.accuracy_key}=, "
+             f"the file gives {parsed.key}=", acc_txt)
     if not any(HASH_LINE.match(line.strip()) for line in text.splitlines()):
         fail("accuracy.hash", "no 'hash=<sha256>' line (truncate_accuracy_log.py adds it)",
              acc_txt)

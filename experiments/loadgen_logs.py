@@ -107,32 +107,11 @@ def performance_metrics(log: DetailLog, scenario: str) -> PerformanceMetrics:
     )
 
 
-def read_accuracy_log(path: str | Path, dtype=np.int32) -> dict[int, np.ndarray]:
-    """qsl_idx -> response array, decoded from the hex ``data`` of each accuracy entry."""
+def read_accuracy_log(path: str | Path) -> dict[int, bytes]:
+    """qsl_idx -> response bytes, decoded from the hex ``data`` of each accuracy entry.
+    What the bytes mean is the task's business (its workload scores them)."""
     entries = json.loads(Path(path).read_text() or "[]")
-    out: dict[int, np.ndarray] = {}
-    for entry in entries:
-        out[int(entry["qsl_idx"])] = np.frombuffer(bytes.fromhex(entry["data"]), dtype=dtype)
-    return out
-
-
-@dataclass
-class Accuracy:
-    top1: float
-    good: int
-    total: int
-
-    def mlperf_text(self) -> str:
-        """The reference harness's accuracy.txt wording."""
-        return f"accuracy={100.0 * self.top1:.3f}%, good={self.good}, total={self.total}"
-
-
-def top1_accuracy(responses: dict[int, np.ndarray], labels: np.ndarray) -> Accuracy:
-    """Top-1 over the samples LoadGen logged; each response holds one predicted class."""
-    if not responses:
-        return Accuracy(0.0, 0, 0)
-    good = sum(int(pred[0]) == int(labels[idx]) for idx, pred in responses.items())
-    return Accuracy(good / len(responses), good, len(responses))
+    return {int(entry["qsl_idx"]): bytes.fromhex(entry["data"]) for entry in entries}
 
 
 # --------------------------------------------------------------------------- older rounds

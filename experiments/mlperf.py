@@ -6,7 +6,9 @@ packer and the checker (which detail-log key is the headline) all read this tabl
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -87,3 +89,96 @@ def scenario_from_folder(folder: str) -> str | None:
     """A results tree's scenario folder as a scenario name: lower case in early rounds
     (``singlestream``), CamelCase later (``SingleStream``); None for anything else."""
     return {s.lower(): s for s in SCENARIO_NAMES}.get(folder.lower())
+
+
+# --------------------------------------------------------------------------- benchmarks
+@dataclass(frozen=True)
+class Benchmark:
+    """One MLPerf benchmark as the v6.1 checker knows it."""
+
+    name: str
+    task: str  # classification | detection | recommendation
+    accuracy_key: str  # the key of accuracy.txt's metric line: accuracy | mAP | AUC
+    performance_sample_count: int | None = None
+    dataset_size: int | None = None  # the full accuracy set (a smaller one needs a skip flag)
+    server_latency_ns: int | None = None  # the Server scenario's latency bound
+    categories: tuple[str, ...] = ("edge", "datacenter")
+
+
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
+    Benchmark("resnet", "classification", "accuracy", 1024, 50000, 15_000_000),
+    Benchmark("retinanet", "detection", "mAP", 64, 24781, 100_000_000),
+    Benchmark("yolo-95", "detection", "mAP", 64, 1525, None, ("edge",)),
+    Benchmark("yolo-99", "detection", "mAP", 64, 1525, None, ("edge",)),
+    # datacenter only; MLPerf's Server bounds: dlrm 30 ms (v0.7-v3.0), dlrm-v2 60 ms
+    Benchmark("dlrm-v3", "recommendation", "AUC", 204800, None, 60_000_000, ("datacenter",)),
+)}
+# The checker's v6.x benchmark names, and the model-dir aliases it maps without help.
+KNOWN_BENCHMARKS = (
+    "resnet", "retinanet", "bert-99", "bert-99.9", "3d-unet-99", "3d-unet-99.9",
+    "llama3.1-8b", "llama3.1-8b-edge", "llama2-70b-99", "llama2-70b-99.9",
+    "stable-diffusion-xl", "mixtral-8x7b", "llama3.1-405b", "rgat", "pointpainting",
+    "deepseek-r1", "whisper", "gpt-oss-120b", "wan-2.2-t2v-a14b", "qwen3-vl-235b-a22b",
+    "dlrm-v3", "yolo-95", "yolo-99")
+CHECKER_ALIASES = {"mobilenet": "resnet", "resnet50": "resnet", "ssd-resnet34": "retinanet"}
+# What a LoadGen model name (or a published model folder of an earlier round) is packed
+# and compared as today: classification -> resnet, detection -> the edge suite's YOLO,
+# recommendation -> dlrm-v3.
+CURRENT_BENCHMARK = {
+    "resnet50": "resnet", "mobilenet": "resnet", "resnet": "resnet",
+    "ssd-mobilenet": "yolo-99", "ssd-small": "yolo-99", "ssd-large": "retinanet",
+    "ssd-resnet34": "retinanet", "retinanet": "retinanet", "yolo": "yolo-99",
+    "yolo-95": "yolo-95", "yolo-99": "yolo-99",
+    "dlrm": "dlrm-v3", "dlrm-99": "dlrm-v3", "dlrm-99.9": "dlrm-v3", "dlrm-v2": "dlrm-v3",
+    "dlrm-v2-99": "dlrm-v3", "dlrm-v2-99.9": "dlrm-v3", "dlrm-v3": "dlrm-v3"}
+# The first line of accuracy.txt per metric key, as each task's accuracy script prints it.
+ACCURACY_LINES = {
+    "accuracy": r"^accuracy=(\d+\.\d{3})%, good=(\d+), total=(\d+)$",
+    "mAP": r"^mAP=(\d+\.\d+)%",
+    "AUC": r"^AUC=(\d+\.\d+)%",
+}
+
+
+def current_benchmark(model: str, mapping: dict[str, str] | None = None) -> str:
+    """The benchmark a LoadGen model name or model folder counts as: the checker's own
+    names and aliases first, a model_mapping.json next, then what it is compared as today;
+    else the name itself."""
+    if model in KNOWN_BENCHMARKS:
+        return model
+    return CHECKER_ALIASES.get(model) or (mapping or {}).get(model) \
+        or CURRENT_BENCHMARK.get(model) or model
+
+
+def benchmark(name: str) -> Benchmark | None:
+    return BENCHMARKS.get(current_benchmark(name))
+
+
+class AccuracyLine(NamedTuple):
+    percent: float
+    good: int | None  # top-1 counts samples; mAP and AUC do not
+    total: int | None
+    key: str  # accuracy | mAP | AUC
+
+    @property
+    def metric(self) -> str:
+        """The records' name of the metric."""
+        return METRIC_OF_KEY[self.key]
+
+
+METRIC_OF_KEY = {"accuracy": "top1", "mAP": "mAP", "AUC": "AUC"}
+_ACCURACY_PATTERNS = {key: re.compile(p) for key, p in ACCURACY_LINES.items()}
+
+
+def parse_accuracy_txt(text: str) -> AccuracyLine | None:
+    """The metric line of an accuracy.txt. Classification's is the first line; mAP and AUC
+    lines may follow other output (v1.0's DLRM results print a JSON dump first, whose own
+    "accuracy" is not the metric), so those are looked for on every line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        for key in ("mAP", "AUC"):
+            m = _ACCURACY_PATTERNS[key].match(line)
+            if m:
+                return AccuracyLine(float(m.group(1)), None, None, key)
+    m = _ACCURACY_PATTERNS["accuracy"].match(lines[0]) if lines else None
+    return AccuracyLine(float(m.group(1)), int(m.group(2)), int(m.group(3)), "accuracy") \
+        if m else None

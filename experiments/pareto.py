@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-MAXIMISE = {"qps": True, "latency_ms": False, "accuracy": True}
+from experiments.objectives import OBJECTIVES
+
+MAXIMISE = {name: o.maximize for name, o in OBJECTIVES.items()}
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], objectives: list[str]) -> bool:

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.check import parse_accuracy_txt, run_problems
+from experiments.check import run_problems
+from experiments.mlperf import parse_accuracy_txt
 from experiments.loadgen_logs import DETAIL, parse_detail
 from experiments.mlperf import COMPLIANT
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from experiments.check import parse_accuracy_txt
+from experiments.mlperf import parse_accuracy_txt
 from experiments.loadgen_logs import (DETAIL, SUMMARY, DetailLog, is_mllog, parse_detail,
                                       parse_plain_detail, parse_summary)
 from experiments.mlperf import INFERABLE, PUBLISHED, SCENARIOS, scenario_from_folder
@@ -131,7 +131,7 @@ def read_accuracy(scenario_dir: Path) -> tuple[float, int, int]:
     parsed = parse_accuracy_txt(path.read_text(errors="replace"))
     if parsed is None:
         raise ValueError("accuracy/accuracy.txt has no 'accuracy=N%, good=N, total=N' line")
-    percent, good, total = parsed
+    percent, good, total = parsed[:3]
     return round(percent / 100.0, 8), good, total
 
 

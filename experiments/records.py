@@ -43,6 +43,8 @@ SCHEMA = pa.schema([
     ("p90_latency_ms", pa.float64()),
     ("qps", pa.float64()),
     ("accuracy", pa.float64()),
+    ("accuracy_metric", pa.string()),  # the task's metric: top1 | mAP | AUC
+    ("accuracy_extras", pa.string()),  # JSON: the metric's companions (e.g. AP50)
     ("accuracy_floor", pa.float64()),
     ("valid", pa.bool_()),
     ("cause", pa.string()),

@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from experiments.check import benchmark_of, parse_accuracy_txt
+from experiments.check import benchmark_of
+from experiments.mlperf import parse_accuracy_txt
 from experiments.loadgen_logs import DETAIL, DetailLog, parse_detail
 from experiments.mlperf import (MULTISTREAM_SAMPLES_PER_QUERY, SCENARIO_NAMES, SCENARIOS,
                                 scenario_from_folder)

@@ -36,7 +36,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from experiments.check import CHECKER_ALIASES, DRAFT_MARK, KNOWN_BENCHMARKS, MANIFEST
+from experiments.check import DRAFT_MARK, MANIFEST
+from experiments.mlperf import CHECKER_ALIASES, KNOWN_BENCHMARKS
 from experiments.records import read
 from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY
 from experiments.mlperf import INFERABLE

@@ -51,3 +51,16 @@ def restore_ray_auth(saved: dict[str, str | None]) -> None:
         else:
             os.environ[key] = value
     refresh_ray_auth_cache()
+
+
+def predict_nchw(backend, x):
+    """A classifier's first output for an NCHW float batch, fed in the layout the loaded
+    model takes (a TFLite model's input is NHWC)."""
+    import numpy as np
+
+    from workloads.classification import is_nhwc
+
+    spec = backend.inputs[0]
+    if is_nhwc(spec, x.shape[-1]):
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return backend.predict({spec.name: np.ascontiguousarray(x, dtype=np.float32)})[0]

@@ -69,3 +69,31 @@ def test_semantic_errors_name_the_key(override, key):
 def test_no_space_is_a_clear_error():
     with pytest.raises(ConfigError, match=r"\+space="):
         validate(composed())
+
+
+def test_thread_knobs_are_capped_by_the_nodes_cores():
+    """A 1-core node searches 1 thread, for every thread knob (inter-op included)."""
+    from tuner.fleet.dispatch import NodeInfo
+    from tuner.study.plan import make_plans
+
+    cfg = composed("+space=mobilenet", "space.backends=[onnxruntime]", "platform=x8664")
+    node = NodeInfo("n1", "x8664", "127.0.0.1", devices=1, runtimes=["onnxruntime"], cores=1)
+    (plan,) = make_plans(cfg, ["x8664"], {"x8664": [node]})
+    dims = {d.name: d for d in plan.space.dims}
+    for knob in ("onnxruntime.intra_op_threads", "onnxruntime.inter_op_threads"):
+        assert (dims[knob].low, dims[knob].high) == (1, 1), knob
+
+
+def test_a_space_dimension_the_workload_does_not_take_is_refused():
+    from tuner.config import ParamSpec
+
+    from omegaconf import open_dict
+
+    cfg = composed("+space=mobilenet")
+    with open_dict(cfg):
+        cfg.space.model["depth"] = ParamSpec(choices=[1])
+    with pytest.raises(ConfigError, match="space.model.depth.*digits.*take"):
+        validate(cfg)
+    cfg = composed("+space=mobilenet", "space.model.width.choices=[0.25,0.3]")
+    with pytest.raises(ConfigError, match=r"space.model.width.choices: \[0.3\]"):
+        validate(cfg)

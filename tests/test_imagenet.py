@@ -137,7 +137,7 @@ def fixture(tmp_path_factory, cache_dir) -> dict:
                  root / f"{MODEL}.onnx")
     workload = ImagenetWorkload(cache_dir=cache_dir, dataset_dir=data, models={MODEL: model},
                                 disk_cache=False)
-    logits = run_onnx(model, workload.load_samples(list(range(len(SIZES))), workload.variant()))
+    logits = run_onnx(model, workload.load_batch(list(range(len(SIZES))), workload.variant()))
     order = np.argsort(logits, axis=1)
     top1, top2 = order[:, -1], order[:, -2]
     margin = logits[np.arange(len(SIZES)), top1] - logits[np.arange(len(SIZES)), top2]
@@ -204,7 +204,7 @@ def reference_sample(path: Path, profile: str) -> np.ndarray:
 def test_preprocessing_matches_reference_math(fixture, cache_dir, profile):
     wl = ImagenetWorkload(cache_dir=cache_dir, dataset_dir=fixture["data"],
                           models={"m": fixture["model"]}, profile=profile, disk_cache=False)
-    x = wl.load_samples(list(range(len(SIZES))), wl.variant(model="m"))
+    x = wl.load_batch(list(range(len(SIZES))), wl.variant(model="m"))
     assert x.shape == (len(SIZES), 3, 224, 224) and x.dtype == np.float32
     lo, hi = (-1.0, 1.0) if profile == "mobilenet" else (-MEANS.max(), 255 - MEANS.min())
     assert x.min() >= lo - 1e-4 and x.max() <= hi + 1e-4
@@ -236,7 +236,7 @@ def test_matches_opencv_reference_when_installed(fixture, cache_dir):
     for profile, inter in (("mobilenet", cv2.INTER_LINEAR), ("resnet50", cv2.INTER_AREA)):
         wl = ImagenetWorkload(cache_dir=cache_dir, dataset_dir=fixture["data"],
                               models={"m": fixture["model"]}, profile=profile, disk_cache=False)
-        x = wl.load_samples(list(range(len(SIZES))), wl.variant(model="m"))
+        x = wl.load_batch(list(range(len(SIZES))), wl.variant(model="m"))
         for i in range(len(SIZES)):
             rgb = cv2.cvtColor(cv2.imread(str(fixture["data"] / image_name(i + 1))),
                                cv2.COLOR_BGR2RGB)
@@ -262,7 +262,7 @@ def test_label_offset_from_output_width(fixture, cache_dir, tmp_path):
     for name, label in expected.items():
         v = wl.variant(model=name)
         assert v.resolution == 32  # read from the ONNX input shape
-        x = wl.load_samples([0, 1, 2, 3], v)
+        x = wl.load_batch([0, 1, 2, 3], v)
         assert x.shape == ((4, 32, 32, 3) if name == "d" else (4, 3, 32, 32))
         pred = wl.postprocess(run_onnx(wl.model_file(v), x))
         assert pred.dtype == np.int32 and pred.tolist() == [label] * 4, name
@@ -273,7 +273,7 @@ def test_label_offset_from_output_width(fixture, cache_dir, tmp_path):
                               models={"a": m1001}, disk_cache=False)
     v = forced.variant()
     assert v.params["label_offset"] == 0
-    assert forced.postprocess(run_onnx(m1001, forced.load_samples([0], v))).tolist() == [k]
+    assert forced.postprocess(run_onnx(m1001, forced.load_batch([0], v))).tolist() == [k]
 
 
 def test_config_errors_name_the_key_or_file(fixture, cache_dir, tmp_path):
@@ -332,18 +332,18 @@ def test_family_and_caches(fixture, cache_dir, tmp_path):
     wl = create({"name": "imagenet", "dataset_dir": str(data),
                  "models": {MODEL: {"fp32": str(model), "int8": str(model)}},
                  "reference_accuracy": 0.71676}, cache_dir=str(tmp_path / "cache"))
-    assert wl.reference_accuracy() == pytest.approx(0.71676)
+    assert type(wl).reference_accuracy({"reference_accuracy": 0.71676}) == pytest.approx(0.71676)
     assert wl.labels.tolist() == fixture["labels"]
     v = wl.variant(model=MODEL, precision="int8")  # a user-given int8 file is a variant
     assert v.name == f"{MODEL}_int8" and v.precision == "int8"
     assert wl.model_file(v, "onnx") == model.resolve()
-    first = wl.load_samples([3, 1], v)
+    first = wl.load_batch([3, 1], v)
     on_disk = sorted((tmp_path / "cache" / "imagenet").rglob("*.npy"))
     assert [p.name for p in on_disk] == [image_name(2) + ".npy", image_name(4) + ".npy"]
     # A fresh workload (as in the next trial's process) reads the crops back identically.
     again = create({"name": "imagenet", "dataset_dir": str(data),
                     "models": {MODEL: str(model)}}, cache_dir=str(tmp_path / "cache"))
-    assert np.array_equal(again.load_samples([3, 1], again.variant()), first)
+    assert np.array_equal(again.load_batch([3, 1], again.variant()), first)
 
 
 def test_trial_through_loadgen(fixture, cache_dir, measure_fresh):

@@ -10,6 +10,7 @@ pytest.importorskip("ai_edge_litert")
 import backends  # noqa: E402
 from backends.base import BackendUnavailable  # noqa: E402
 from tuner.trial import Fidelity, TrialConfig  # noqa: E402
+from tests.conftest import predict_nchw  # noqa: E402
 from workloads.digits import DigitsWorkload  # noqa: E402
 
 WIDTH = 0.25  # the width whose weights ship in assets/
@@ -24,13 +25,13 @@ def workload(cache_dir) -> DigitsWorkload:
 def _predict(backend_name: str, path, x: np.ndarray, options: dict | None = None) -> np.ndarray:
     backend = backends.load(backend_name, str(path), options or {})
     try:
-        return backend.predict(x)
+        return predict_nchw(backend, x)
     finally:
         backend.close()
 
 
 def _held_out(workload: DigitsWorkload, variant) -> np.ndarray:
-    return workload.load_samples(list(range(workload.total_sample_count)), variant)
+    return workload.load_batch(list(range(workload.total_sample_count)), variant)
 
 
 @pytest.mark.parametrize("resolution", AGREEMENT_RESOLUTIONS)
@@ -83,9 +84,9 @@ def test_xnnpack_off_and_options(workload):
         assert np.mean(on.argmax(1) == off.argmax(1)) >= 0.98
     # one sample at a time after a batch: shrinking back to batch 1 works too
     backend = backends.load("litert", str(path), {"xnnpack": False})
-    assert backend.input_shape == (1, 3, 32, 32)
-    backend.predict(x[:8])
-    assert backend.predict(x[:1]).shape == (1, workload.num_classes)
+    assert backend.inputs[0].shape == (1, 32, 32, 3)  # NHWC, as TFLite takes it
+    predict_nchw(backend, x[:8])
+    assert predict_nchw(backend, x[:1]).shape == (1, workload.num_classes)
     backend.close()
     with pytest.raises(ValueError, match="unknown option"):
         backends.load("litert", str(path), {"threads": 1})

@@ -9,6 +9,7 @@ import pytest
 
 from experiments import loadgen_logs
 from tuner.trial import Fidelity, TrialConfig
+from workloads.classification import top1
 from workloads.digits import DigitsWorkload
 
 VARIANT = {"width": 0.25, "resolution": 32, "precision": "fp32"}
@@ -79,17 +80,19 @@ def test_accuracy_from_the_accuracy_log_matches_direct_inference(results, cache_
     assert sorted(responses) == list(range(len(workload.labels)))  # whole held-out set
     direct = workload.reference_check(workload.variant(**VARIANT))
     assert r.accuracy == pytest.approx(direct)
-    acc = loadgen_logs.top1_accuracy(responses, workload.labels)
-    assert r.logs["accuracy/accuracy.txt"].strip() == acc.mlperf_text()
-    assert acc.mlperf_text().startswith(f"accuracy={100 * direct:.3f}%, good=")
+    acc = workload.score(responses)
+    assert (acc.metric, r.accuracy_metric) == ("top1", "top1")
+    assert r.logs["accuracy/accuracy.txt"].strip() == acc.text
+    assert acc.text.startswith(f"accuracy={100 * direct:.3f}%, good=")
 
 
 def test_top1_counts_each_logged_sample():
     labels = np.array([3, 1, 4, 1])
-    responses = {0: np.array([3], np.int32), 1: np.array([2], np.int32), 3: np.array([1], np.int32)}
-    acc = loadgen_logs.top1_accuracy(responses, labels)
-    assert (acc.good, acc.total) == (2, 3)
-    assert acc.mlperf_text() == "accuracy=66.667%, good=2, total=3"
+    responses = {0: np.array([3], np.int32).tobytes(), 1: np.array([2], np.int32).tobytes(),
+                 3: np.array([1], np.int32).tobytes()}
+    acc = top1(responses, labels)
+    assert (acc.good, acc.count) == (2, 3)
+    assert acc.text == "accuracy=66.667%, good=2, total=3"
 
 
 def test_parse_detail_flags_errors_and_survives_a_cut_line():

@@ -23,6 +23,7 @@ import backends  # noqa: E402
 from backends.tvm import TVMBackend  # noqa: E402
 from backends.tvm_target import resolve_target  # noqa: E402
 from tuner.trial import Fidelity, TrialConfig  # noqa: E402
+from tests.conftest import predict_nchw  # noqa: E402
 from workloads.digits import DigitsWorkload  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def workload(cache_dir) -> DigitsWorkload:
 
 @pytest.fixture(scope="module")
 def held_out(workload) -> np.ndarray:
-    return workload.load_samples(list(range(workload.total_sample_count)),
+    return workload.load_batch(list(range(workload.total_sample_count)),
                                  workload.variant(WIDTH, RESOLUTION))
 
 
@@ -49,7 +50,7 @@ def onnx_logits(workload, held_out, cache_dir) -> np.ndarray:
 def _predict(name: str, path, x: np.ndarray, options: dict, cache_dir: Path) -> np.ndarray:
     backend = backends.load(name, str(path), options, str(cache_dir))
     try:
-        return backend.predict(x)
+        return predict_nchw(backend, x)
     finally:
         backend.close()
 
@@ -113,7 +114,7 @@ b = backends.load("tvm", {str(path)!r}, {{"num_threads": 2}}, {str(cache_dir)!r}
 n_threads = tvm.get_global_func("runtime.NumThreads")
 seen = {{}}
 def other():
-    b.predict(np.zeros(b.input_shape, np.float32))
+    predict_nchw(b, np.zeros(b.inputs[0].shape, np.float32))
     seen["thread"] = n_threads()
 t = threading.Thread(target=other); t.start(); t.join()
 print(json.dumps({{"hit": b.cache_hit, "compiles": TVMBackend.compiles, "main": n_threads(),
@@ -152,7 +153,7 @@ def test_metaschedule_tunes_and_caches(workload, cache_dir, held_out, onnx_logit
     started = time.perf_counter()
     tuned = backends.load("tvm", str(path), options, str(cache_dir))
     took = time.perf_counter() - started
-    agree = _agreement(tuned.predict(held_out), onnx_logits)
+    agree = _agreement(predict_nchw(tuned, held_out), onnx_logits)
     assert agree >= 0.995, f"tuned fp32 top-1 agreement {agree:.4f}"
     tuned.close()
     databases = list((cache_dir / "tvm").glob(f"{path.stem}-b1-t8-*.db"))

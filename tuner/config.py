@@ -40,32 +40,6 @@ class SpaceConfig:
 
 
 @dataclass
-class DigitsWorkloadConfig:
-    """The default workload: MobileNet-v1 on scikit-learn's digits (nothing to set)."""
-
-    name: str = "digits"
-
-
-@dataclass
-class ImagenetWorkloadConfig:
-    """Bring-your-own ImageNet (conf/workload/imagenet.yaml documents each key)."""
-
-    name: str = "imagenet"
-    dataset_dir: str = MISSING
-    models: Any = MISSING  # variant -> ONNX file, or -> {fp32: file, int8: file}
-    profile: Any = None  # mobilenet | resnet50 | {variant: profile} | None: from the name
-    count: Optional[int] = None
-    reference_accuracy: Optional[float] = None
-    label_offset: Optional[int] = None
-    disk_cache: bool = True
-
-
-# One schema per workload, named <workload>_schema in the `workload` group; each
-# conf/workload/<name>.yaml extends its own, so a misspelt key fails at composition.
-WORKLOAD_SCHEMAS = {"digits": DigitsWorkloadConfig, "imagenet": ImagenetWorkloadConfig}
-
-
-@dataclass
 class BackendConfig:
     knobs: Dict[str, ParamSpec] = field(default_factory=dict)  # tunable options
     fixed: Dict[str, Any] = field(default_factory=dict)  # options always passed as given
@@ -158,7 +132,7 @@ class Config:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
     promotion: PromotionConfig = field(default_factory=PromotionConfig)
-    workload: Any = None  # a workload schema (WORKLOAD_SCHEMAS), chosen by the group
+    workload: Any = None  # a workload's schema (its class's Config), chosen by the group
     backends: Dict[str, BackendConfig] = field(default_factory=dict)
     space: Optional[SpaceConfig] = None
     cache_dir: Optional[str] = None  # model/compile cache; None: ~/.cache/tuner
@@ -169,8 +143,14 @@ class Config:
 def register() -> None:
     store = ConfigStore.instance()
     store.store(name="tuner_schema", node=Config)
-    for name, schema in WORKLOAD_SCHEMAS.items():
-        store.store(group="workload", name=f"{name}_schema", node=schema)
+    # One schema per workload, named <workload>_schema in the `workload` group and
+    # declared beside the workload (its class's Config); each conf/workload/<name>.yaml
+    # extends its own, so a misspelt key fails at composition.
+    import workloads
+
+    for name in workloads.names():
+        store.store(group="workload", name=f"{name}_schema",
+                    node=workloads.workload_class(name).Config)
     if not OmegaConf.has_resolver("threads"):
         # ${threads:N}: N, or this machine's core count when N is 0 ("all cores").
         OmegaConf.register_new_resolver("threads", _threads)
@@ -230,6 +210,40 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("cluster.address: required with cluster=ray (HOST:PORT of the head)")
     if not cfg.workload or "name" not in cfg.workload:
         raise ConfigError("workload.name: missing")
+    _check_workload(cfg)
+
+
+def _check_workload(cfg: DictConfig) -> None:
+    """The workload's own cheap checks (paths, keys; no dataset is read on the head node),
+    and the space's model dimensions against what its variants take: a mismatch would
+    otherwise fail every trial on the worker."""
+    import workloads
+
+    if cfg.cluster.mode == "replay":
+        return  # a replayed table: its own dimensions, no workload
+    try:
+        cls = workloads.workload_class(cfg.workload.name)
+    except KeyError as exc:
+        raise ConfigError(f"workload.name: {exc.args[0]}") from None
+    conf = OmegaConf.to_container(cfg.workload, resolve=True)
+    try:
+        cls.check(conf)
+    except (KeyError, ValueError, OSError) as exc:  # e.g. a dataset dir without val_map.txt
+        raise ConfigError(f"workload: {exc}") from None
+    taken = cls.model_choices(conf)
+    if not taken:
+        return
+    for key, spec in cfg.space.model.items():
+        if key not in taken:
+            raise ConfigError(f"space.model.{key}: the {cfg.workload.name} workload's models "
+                              f"take no {key!r}; they take {', '.join(taken)}")
+        allowed = taken[key]
+        if allowed is None or spec.type != "categorical":
+            continue
+        bad = [c for c in spec.choices if c not in allowed]
+        if bad:
+            raise ConfigError(f"space.model.{key}.choices: {bad} not offered by the "
+                              f"{cfg.workload.name} workload; it has {list(allowed)}")
 
 
 def _check_spec(key: str, spec) -> None:

@@ -72,8 +72,10 @@ class TrialResult:
     p90_latency_ms: float | None = None
     qps: float | None = None
     accuracy: float | None = None
+    accuracy_metric: str | None = None  # the workload's metric name: top1 | mAP | AUC
     accuracy_good: int | None = None
     accuracy_total: int | None = None
+    accuracy_extras: dict[str, float] = field(default_factory=dict)  # e.g. AP50
     node: str = ""
     platform: str = ""
     model_name: str = ""

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
 from backends.cache import content_hash, publish_file
 from backends.litert import edgetpu_compiled
 from workloads import digits_data
-from workloads.base import Variant, Workload
+from workloads.base import Variant
+from workloads.classification import ClassificationWorkload
 from workloads.mobilenet import build_onnx, layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
@@ -27,8 +29,16 @@ CALIBRATION_COUNT = 128
 BUILDER_VERSION = 1  # bump when the graph or quantization recipe changes
 
 
-class DigitsWorkload(Workload):
+@dataclass
+class DigitsConfig:
+    """The default workload: MobileNet-v1 on scikit-learn's digits (nothing to set)."""
+
+    name: str = "digits"
+
+
+class DigitsWorkload(ClassificationWorkload):
     name = "digits"
+    Config = DigitsConfig
     num_classes = digits_data.NUM_CLASSES
     loadgen_model = "resnet50"  # brings the ImageNet classification rules (sample count 1024)
 
@@ -48,8 +58,12 @@ class DigitsWorkload(Workload):
             raise ValueError(f"digits workload: resolution {resolution}; one of {RESOLUTIONS}")
         if precision not in PRECISIONS:
             raise ValueError(f"digits workload: precision {precision!r}; one of {PRECISIONS}")
-        return Variant(f"mobilenet_v1_w{width}_r{int(resolution)}_{precision}", int(resolution),
-                       precision, {"width": width})
+        return Variant(f"mobilenet_v1_w{width}_r{int(resolution)}_{precision}", precision,
+                       int(resolution), {"width": width})
+
+    @classmethod
+    def model_choices(cls, cfg: Mapping[str, Any]) -> dict[str, tuple | None]:
+        return {"width": WIDTHS, "resolution": RESOLUTIONS, "precision": PRECISIONS}
 
     def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
         steps = ["fp16 stored convolution weights cast to fp32",
@@ -164,7 +178,8 @@ class DigitsWorkload(Workload):
                             weight_type=QuantType.QInt8)
             return dst.read_bytes()
 
-    def reference_accuracy(self) -> float | None:
+    @classmethod
+    def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:
         manifest = ASSETS / "manifest.json"
         if not manifest.exists():
             return None
@@ -183,7 +198,7 @@ class DigitsWorkload(Workload):
     def labels(self) -> np.ndarray:
         return self.split["val_labels"]
 
-    def load_samples(self, indices: list[int], variant: Variant) -> np.ndarray:
+    def load_batch(self, indices: list[int], variant: Variant) -> np.ndarray:
         return digits_data.preprocess(self.split["val_images"][list(indices)], variant.resolution)
 
     def reference_check(self, variant: Variant) -> float:
@@ -192,6 +207,9 @@ class DigitsWorkload(Workload):
 
         sess = ort.InferenceSession(str(self.model_file(variant)),
                                     providers=["CPUExecutionProvider"])
-        x = self.load_samples(list(range(len(self.labels))), variant)
+        x = self.load_batch(list(range(len(self.labels))), variant)
         pred = self.postprocess(sess.run(None, {"input": x})[0])
         return float(np.mean(pred == self.labels))
+
+
+WORKLOAD = DigitsWorkload

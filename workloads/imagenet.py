@@ -46,12 +46,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 
 from backends.cache import atomic_write_bytes
-from workloads.base import Variant, Workload
+from backends.base import TensorSpec
+from workloads.base import Variant
+from workloads.classification import ClassificationWorkload
 from workloads.onnx_facts import inspect_onnx, offset_for
 # load_rgb is re-exported: the tests and users decode images as the workload does
 from workloads.imagenet_preprocess import PROFILES, load_rgb, resize_crop  # noqa: F401
@@ -91,7 +94,21 @@ _CROPS = _LruCache(MEMORY_CACHE_BYTES)
 
 
 # --- the workload --------------------------------------------------------------------------
-class ImagenetWorkload(Workload):
+@dataclass
+class ImagenetConfig:
+    """Bring-your-own ImageNet (conf/workload/imagenet.yaml documents each key)."""
+
+    name: str = "imagenet"
+    dataset_dir: str = "???"
+    models: Any = "???"  # variant -> ONNX file, or -> {fp32: file, int8: file}
+    profile: Any = None  # mobilenet | resnet50 | {variant: profile} | None: from the name
+    count: Optional[int] = None
+    reference_accuracy: Optional[float] = None
+    label_offset: Optional[int] = None
+    disk_cache: bool = True
+
+
+class ImagenetWorkload(ClassificationWorkload):
     """ImageNet val (MLPerf layout) x user-supplied ONNX classifiers.
 
     Config keys (``conf/workload/imagenet.yaml``):
@@ -120,6 +137,7 @@ class ImagenetWorkload(Workload):
     """
 
     name = "imagenet"
+    Config = ImagenetConfig
     num_classes = 1000
     label_offset = 0
     loadgen_model = "resnet50"  # MLPerf's ImageNet classification rules (1024 perf samples)
@@ -261,7 +279,7 @@ class ImagenetWorkload(Workload):
         # measure() makes one variant per process: index outputs (ArgMax) use its offset.
         self.label_offset = offset
         self.num_classes = info.num_classes or 1000
-        return Variant(f"{model}_{precision}", info.height, precision,
+        return Variant(f"{model}_{precision}", precision, info.height,
                        {"model": model, "path": str(path), "profile": self.profiles[model],
                         "layout": info.layout, "height": info.height, "width": info.width,
                         "num_classes": info.num_classes, "label_offset": offset})
@@ -271,8 +289,28 @@ class ImagenetWorkload(Workload):
             raise ValueError(f"imagenet workload has ONNX files only, not {fmt!r}")
         return Path(variant.params["path"])
 
-    def reference_accuracy(self) -> float | None:
-        return self._reference_accuracy
+    @classmethod
+    def check(cls, cfg: Mapping[str, Any]) -> None:
+        models = cls._parse_models(cfg.get("models"))
+        cls._check_dataset_dir(cfg.get("dataset_dir"))
+        probe = cls.__new__(cls)  # profile resolution reads only the model names
+        probe.models = models
+        for model in models:
+            probe._resolve_profile(cfg.get("profile"), model)
+
+    @classmethod
+    def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:
+        value = cfg.get("reference_accuracy")
+        return None if value is None else float(value)
+
+    @classmethod
+    def model_choices(cls, cfg: Mapping[str, Any]) -> dict[str, tuple | None]:
+        models = cfg.get("models")
+        names = tuple(models) if isinstance(models, Mapping) else None
+        return {"model": names, "precision": ("fp32", "int8")}
+
+    def transpose_to_nhwc(self, variant: Variant, spec: TensorSpec) -> bool:
+        return False  # load_batch lays samples out as the model file says
 
     def postprocess(self, logits: np.ndarray) -> np.ndarray:
         out = np.asarray(logits)
@@ -287,7 +325,7 @@ class ImagenetWorkload(Workload):
     def labels(self) -> np.ndarray:
         return self._labels
 
-    def load_samples(self, indices: list[int], variant: Variant) -> np.ndarray:
+    def load_batch(self, indices: list[int], variant: Variant) -> np.ndarray:
         """(N, 3, H, W) float32 (or (N, H, W, 3) for NHWC models), reference-preprocessed."""
         p = variant.params
         prof = PROFILES[p["profile"]]
@@ -324,3 +362,6 @@ class ImagenetWorkload(Workload):
         return {**super().describe(), "dataset_dir": str(self.dataset_dir),
                 "models": {m: {k: str(v) for k, v in f.items()} for m, f in self.models.items()},
                 "profiles": dict(self.profiles)}
+
+
+WORKLOAD = ImagenetWorkload

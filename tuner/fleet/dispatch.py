@@ -32,10 +32,8 @@ class NodeInfo:
     devices: int
     runtimes: list[str] = field(default_factory=list)
     alive: bool = True
-    cores: int = 0                   # CPUs the node may run on (its --cpus set)
-    accelerators: list[str] = field(default_factory=list)   # device kinds, e.g. edgetpu
-    cores: int = 0  # usable cores the node reported (0: unknown)
-    accelerators: list[str] = field(default_factory=list)  # e.g. ["edgetpu"]
+    cores: int = 0  # CPUs the node may run on (its --cpus set; 0: unknown)
+    accelerators: list[str] = field(default_factory=list)  # device kinds, e.g. ["edgetpu"]
 
 
 def _measure_task(cfg: TrialConfig, timeout_s: float | None) -> TrialResult:

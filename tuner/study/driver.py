@@ -27,6 +27,8 @@ import optuna
 from omegaconf import DictConfig
 
 from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
+from experiments.objectives import ACCURACY, metric_of
+from experiments.objectives import objective as objective_of
 from experiments.records import Records, read
 from search_spaces import make_sampler, plan_warm_start
 from tuner.config import ConfigError
@@ -38,9 +40,9 @@ from tuner.study.progress import StudyProgress
 from tuner.study.run_setup import cluster_plans, fixed_floor, make_dispatcher, validated
 from tuner.study.scheduler import Finished, Lane, Scheduler
 
-# Objective values told for a trial with no measurement: worse than any real one, so the
-# sampler learns the region is bad (a FAIL state would be ignored and proposed again).
-PENALTY = {"latency_ms": 1e9, "qps": 0.0}
+# A trial with no measurement is told each objective's penalty (worse than any real
+# value), so the sampler learns the region is bad (a FAIL state would be ignored and
+# proposed again).
 # Proposals in a row that repeat measured points before a study counts its space as used
 # up even where the space's size is unknown (float dimensions).
 MAX_REPEATS_IN_A_ROW = 200
@@ -88,7 +90,7 @@ class Driver:
     # --- setup ---------------------------------------------------------------------
     def _open_study(self, plan: PlatformPlan) -> PlatformStudy:
         name = f"{self.cfg.study.name}.{plan.platform}"
-        directions = ["maximize" if self.objective == "qps" else "minimize", "maximize"]
+        directions = [objective_of(self.objective).direction, ACCURACY.direction]
         fresh = name not in {s.study_name for s in optuna.get_all_study_summaries(self.storage)}
         warm = self._warm_start(plan) if fresh else None
         study = optuna.create_study(
@@ -258,7 +260,8 @@ class Driver:
     def _tell(self, ps: PlatformStudy, trial: optuna.trial.Trial, row: dict[str, Any]) -> None:
         speed, accuracy = row[self.objective], row["accuracy"]
         measured = row["state"] != "failed" and speed is not None and accuracy is not None
-        values = [speed, accuracy] if measured else [PENALTY[self.objective], 0.0]
+        values = [speed, accuracy] if measured else [objective_of(self.objective).penalty,
+                                                     ACCURACY.penalty]
         floor = row["accuracy_floor"] or 0.0
         # Feasible when every constraint <= 0 (Optuna's convention).
         trial.set_constraint("accuracy_floor", floor - (accuracy if accuracy is not None else 0.0))
@@ -274,10 +277,9 @@ def best_text(rows: list[dict[str, Any]], study: str, objective: str) -> str:
             and r["fidelity"] in (SHORT, REPLAY)]
     if not done:
         return "(no feasible trial yet)"
-    pick = max if objective == "qps" else min
-    best = pick(done, key=lambda r: r[objective])
-    unit = "samples/s" if objective == "qps" else "ms"
-    return f"best {best[objective]:.3g} {unit} @ top-1 {best['accuracy']:.3f}"
+    speed = objective_of(objective)
+    best = (max if speed.maximize else min)(done, key=lambda r: r[objective])
+    return f"best {best[objective]:.3g} {speed.unit} @ {metric_of(done)} {best['accuracy']:.3f}"
 
 
 def run(cfg: DictConfig, console=None) -> Path:

@@ -17,13 +17,14 @@ def fixed_floor(cfg: DictConfig) -> float | None:
         return float(study.accuracy_floor)
     if cfg.cluster.mode == "replay":
         return None  # no workload: the table's own best fp32 sets it
-    from workloads import create
+    import workloads
 
+    # The workload's class states it; building the workload would parse its dataset
+    # (COCO's annotations, say) on the head node.
     try:
-        workload = create(OmegaConf.to_container(cfg.workload, resolve=True),
-                          cache_dir=cfg.cache_dir)
-        reference = workload.reference_accuracy()
-    except (KeyError, ValueError, OSError) as exc:  # e.g. a dataset dir without val_map.txt
+        conf = OmegaConf.to_container(cfg.workload, resolve=True)
+        reference = workloads.workload_class(conf.get("name")).reference_accuracy(conf)
+    except (KeyError, ValueError, OSError) as exc:
         raise ConfigError(f"workload: {exc}") from None
     return None if reference is None else study.accuracy_floor_fraction * reference
 

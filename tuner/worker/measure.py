@@ -27,8 +27,7 @@ import numpy as np
 
 import backends
 from experiments import loadgen_logs
-from experiments.check import benchmark_of
-from experiments.mlperf import SHORT
+from experiments.mlperf import SHORT, current_benchmark
 from experiments.mlperf import scenario as scenario_facts
 from tuner.worker import model_files
 from tuner.worker.oracle import (Calibration, LoadGenOracle, SystemUnderTest, calibrate,
@@ -48,24 +47,35 @@ class _SampleCache:
 
     def __init__(self, workload, variant, max_bytes: int = 256 << 20):
         self._load = lambda idx: workload.load_samples(idx, variant)
-        self._cache: dict[int, np.ndarray] = {}
+        self._cache: dict[int, object] = {}
         self._bytes, self._max = 0, max_bytes
         self.load_s = 0.0  # time spent preprocessing and gathering samples
 
-    def __call__(self, indices) -> np.ndarray:
+    def __call__(self, indices) -> list:
         start = time.perf_counter()
         indices = list(indices)
         missing = [i for i in indices if i not in self._cache]
-        fresh: dict[int, np.ndarray] = {}
+        fresh: dict[int, object] = {}
         if missing:
-            batch = np.ascontiguousarray(self._load(missing))
-            fresh = dict(zip(missing, batch))
-            if self._bytes + batch.nbytes <= self._max:
+            fresh = dict(zip(missing, self._load(missing)))
+            size = sum(_nbytes(s) for s in fresh.values())
+            if self._bytes + size <= self._max:
                 self._cache.update(fresh)
-                self._bytes += batch.nbytes
-        out = np.stack([self._cache[i] if i in self._cache else fresh[i] for i in indices])
+                self._bytes += size
+        out = [self._cache[i] if i in self._cache else fresh[i] for i in indices]
         self.load_s += time.perf_counter() - start
         return out
+
+
+def _nbytes(sample) -> int:
+    """A sample's size for the cache bound: arrays, or containers of arrays."""
+    if isinstance(sample, np.ndarray):
+        return sample.nbytes
+    if isinstance(sample, dict):
+        return sum(_nbytes(v) for v in sample.values())
+    if isinstance(sample, (list, tuple)):
+        return sum(_nbytes(v) for v in sample)
+    return getattr(sample, "nbytes", 64)
 
 
 class _Timings(dict):
@@ -136,7 +146,7 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
         workload = create_workload(cfg.workload, cache_dir=cfg.cache_dir)
         variant = workload.variant(**cfg.model)
         result.model_name = variant.name
-        benchmark = benchmark_of(workload.loadgen_model) or workload.loadgen_model
+        benchmark = current_benchmark(workload.loadgen_model)
         backend_cls = backends.get(cfg.backend)
     model_path, model_sha, backend = _load_backend(cfg, workload, variant, backend_cls,
                                                    result, timings)
@@ -144,23 +154,22 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
         _record_facts(cfg, workload, variant, backend_cls, model_path, model_sha, benchmark,
                       result)
     try:
-        def predict(batch: np.ndarray) -> np.ndarray:
-            return workload.postprocess(backend.predict(batch))
-
+        batch_size = int(cfg.scenario_options.get("batch_size", 1))
+        respond = workload.responder(variant, backend.predict, backend.inputs, batch_size)
         total = workload.total_sample_count
         # fidelity.accuracy_sample_count shortens the accuracy run only: the performance
         # run keeps the whole sample set LoadGen draws its queries from.
         accuracy_total = min(total, int(cfg.accuracy_sample_count or total))
         scenario = cfg.scenario
-        batch_size = int(cfg.scenario_options.get("batch_size", 1))
         facts = scenario_facts(scenario)
         per_query = facts.samples_per_query
         samples = _SampleCache(workload, variant)
         with timings.part("warmup"):
             probe = samples(range(min(CALIBRATION_SAMPLES, total)))
-            backend.warmup(probe[:1])
+            for _ in range(5):  # first-call costs (allocation, JIT) stay out of the figures
+                respond(probe[:1])
         with timings.part("calibration"):
-            calib = calibrate(predict, probe, batch_size, per_query)
+            calib = calibrate(respond, probe, batch_size, per_query)
         scale = float(cfg.calibration_scale)  # 1.0 but in fault tests
         calib = Calibration(calib.latency_s * scale, calib.throughput / scale)
 
@@ -176,7 +185,7 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
             oracle = LoadGenOracle(workload.loadgen_model, scenario, conf, work)
         result.settings = {"user_conf": conf, "calibrated_latency_ms": calib.latency_s * 1e3,
                            "calibrated_qps": calib.throughput, "batch_size": batch_size}
-        sut_args = dict(predict=predict, total_count=total,
+        sut_args = dict(respond=respond, total_count=total,
                         load_samples=samples,
                         performance_count=total, batch_size=batch_size,
                         threaded=facts.threaded)
@@ -198,7 +207,7 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
             if metrics.valid or len(attempts) > int(cfg.harness_retries) \
                     or not harness_miss(scenario, metrics.invalid_reason):
                 break
-            fresh = calibrate(predict, probe, batch_size, per_query, budget_s=0.05) \
+            fresh = calibrate(respond, probe, batch_size, per_query, budget_s=0.05) \
                 if scenario == "Offline" else None
             calib = recalibrate(detail, scenario, per_query, calib, fresh)
             conf = conf_for(calib)
@@ -232,10 +241,11 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
                     acc_dir = oracle.run(sut, "accuracy", work / "accuracy", acc_scenario)
                 _collect(acc_dir, "accuracy", result)
                 responses = loadgen_logs.read_accuracy_log(acc_dir / loadgen_logs.ACCURACY)
-                acc = loadgen_logs.top1_accuracy(responses, workload.labels)
-                result.accuracy, result.accuracy_good = acc.top1, acc.good
-                result.accuracy_total = acc.total
-                result.logs["accuracy/accuracy.txt"] = acc.mlperf_text() + "\n"
+                score = workload.score(responses)
+                result.accuracy, result.accuracy_metric = score.value, score.metric
+                result.accuracy_good, result.accuracy_total = score.good, score.count
+                result.accuracy_extras = dict(score.extras)
+                result.logs["accuracy/accuracy.txt"] = score.text + "\n"
         result.logs["user.conf"] = conf
     finally:
         with timings.part("teardown"):
@@ -261,8 +271,7 @@ def _accuracy_plan(cfg: TrialConfig, backend, batch_size: int, per_query: int) -
     every sample still goes through LoadGen and the SUT once, in a fraction of the time of
     one query after another. Other fidelities (promotion, compliant runs that are packed)
     keep the scenario's own accuracy run."""
-    shape = getattr(backend, "input_shape", None)
-    dynamic = not shape or not isinstance(shape[0], int) or shape[0] <= 0
+    dynamic = all(spec.batch_dynamic for spec in backend.inputs)
     if cfg.fidelity.name == SHORT and dynamic:
         return "Offline", max(ACCURACY_BATCH, batch_size, per_query)
     return cfg.scenario, max(batch_size, per_query)

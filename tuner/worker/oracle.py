@@ -20,9 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
+from typing import Any, Callable, Sequence
 
 from experiments.mlperf import scenario as scenario_facts
 from tuner.trial import Fidelity
@@ -34,9 +32,10 @@ THROUGHPUT_MARGIN = 1.5
 # time, one too small costs the trial (a second INVALID)
 RETRY_THROUGHPUT_MARGIN = 2.0
 
-Predict = Callable[[np.ndarray], np.ndarray]  # (N, C, H, W) float32 -> (N,) int32 labels
-LoadSamples = Callable[[list[int]], np.ndarray]
-LABEL_BYTES = 4  # one int32 class id per response
+# The workload's responder: loaded samples -> one (address, byte count) per sample, the
+# bytes valid until its next call (LoadGen copies them inside QuerySamplesComplete).
+Respond = Callable[[Sequence[Any]], Sequence[tuple[int, int]]]
+LoadSamples = Callable[[list[int]], Sequence[Any]]
 _STOP = object()  # the worker's end-of-queries marker
 
 
@@ -46,27 +45,28 @@ class Calibration:
     throughput: float  # samples per second at the configured batch size
 
 
-def calibrate(predict: Predict, samples: np.ndarray, batch_size: int,
+def calibrate(respond: Respond, samples: Sequence[Any], batch_size: int,
               samples_per_query: int, budget_s: float = 0.01) -> Calibration:
     """Rough speed of the SUT, only to tell LoadGen what to expect: the fastest of a few
     runs, since LoadGen needs a latency at or below the real one and a throughput at or
     above it. A short budget is enough: the margins absorb its error, and a run that still
     ends INVALID because of it is recalibrated from its own log and retried
     (``harness_miss``)."""
-    def timed(batch: np.ndarray) -> float:
-        predict(batch)  # warm
+    def timed(batch: list) -> float:
+        respond(batch)  # warm
         best, runs, start = float("inf"), 0, time.perf_counter()
         while runs < 5 or (time.perf_counter() - start < budget_s and runs < 200):
             t = time.perf_counter()
-            predict(batch)
+            respond(batch)
             best = min(best, time.perf_counter() - t)
             runs += 1
         return best
 
-    query = np.resize(samples, (samples_per_query,) + samples.shape[1:])
-    batch = np.resize(samples, (batch_size,) + samples.shape[1:])
-    latency = timed(query)
-    per_batch = latency if batch_size == samples_per_query else timed(batch)
+    def cycle(n: int) -> list:
+        return [samples[i % len(samples)] for i in range(n)]
+
+    latency = timed(cycle(samples_per_query))
+    per_batch = latency if batch_size == samples_per_query else timed(cycle(batch_size))
     return Calibration(latency_s=latency, throughput=batch_size / per_batch)
 
 
@@ -152,40 +152,33 @@ def user_conf(model: str, scenario: str, fidelity: Fidelity, calib: Calibration,
 
 
 class SystemUnderTest:
-    """LoadGen's SUT + QSL around a predict function.
+    """LoadGen's SUT + QSL around a workload's responder.
 
     SingleStream and MultiStream queries are answered on LoadGen's issue thread (one
     query is in flight at a time, and a thread hand-off would add tens of microseconds to
-    every latency). Offline and Server queries go to a worker thread that batches up to
-    ``batch_size`` samples, so LoadGen's scheduler is never blocked.
-
-    The answer path allocates as little as it can, because every microsecond here lands
-    in LoadGen's latency figures: samples are kept as contiguous (1, C, H, W) arrays so a
-    one-sample query is passed to ``predict`` as is (no stacking), larger batches are
-    gathered into one preallocated buffer, labels are copied into a preallocated int32
-    response buffer whose address is computed once, and a one-sample query reuses one
-    ``QuerySampleResponse``. LoadGen copies response data inside
-    ``QuerySamplesComplete``, and each buffer is used by one thread only (the issue thread
-    when inline, the worker when threaded), so reusing them is safe.
+    every latency). Offline and Server queries go to a worker thread that hands the
+    responder up to ``batch_size`` samples at a time, so LoadGen's scheduler is never
+    blocked. What a sample is, how samples batch into model inputs and how outputs become
+    response bytes is the workload's business (its responder); this class moves samples
+    and addresses. A one-sample query reuses one ``QuerySampleResponse`` and one list, so
+    the answer path allocates nothing of its own.
     """
 
-    def __init__(self, predict: Predict, load_samples: LoadSamples, total_count: int,
+    def __init__(self, respond: Respond, load_samples: LoadSamples, total_count: int,
                  performance_count: int, batch_size: int = 1, threaded: bool = False):
         import mlperf_loadgen as lg
 
         self._lg = lg
-        self.predict = predict
+        self.respond = respond
         self.load_samples_fn = load_samples
         self.batch_size = max(1, int(batch_size))
-        self.loaded: dict[int, np.ndarray] = {}  # index -> contiguous (1, C, H, W)
+        self.loaded: dict[int, Any] = {}  # qsl index -> the workload's sample
         self.threaded = threaded
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
-        self._batch_buf: np.ndarray | None = None  # (batch_size, C, H, W), on first use
-        self._labels = np.zeros(self.batch_size, dtype=np.int32)
-        self._labels_ptr = self._labels.ctypes.data
-        self._one = lg.QuerySampleResponse(0, self._labels_ptr, LABEL_BYTES)
+        self._one = lg.QuerySampleResponse(0, 0, 0)
         self._one_list = [self._one]
+        self._one_sample: list = [None]
         issue = self._issue_threaded if threaded else self._issue_inline
         self.sut = lg.ConstructSUT(issue, self._flush)
         self.qsl = lg.ConstructQSL(total_count, min(performance_count, total_count),
@@ -196,9 +189,7 @@ class SystemUnderTest:
         todo = [i for i in indices if i not in self.loaded]
         for start in range(0, len(todo), 256):
             chunk = todo[start:start + 256]
-            batch = np.ascontiguousarray(self.load_samples_fn(chunk))
-            for j, i in enumerate(chunk):
-                self.loaded[i] = batch[j:j + 1]  # a contiguous (1, C, H, W) view
+            self.loaded.update(zip(chunk, self.load_samples_fn(chunk)))
 
     def _unload(self, indices) -> None:
         for i in indices:
@@ -222,30 +213,19 @@ class SystemUnderTest:
         pass
 
     def _answer_one(self, q) -> None:
-        self._labels[0] = self.predict(self.loaded[q.index])[0]
-        self._one.id = q.id
+        self._one_sample[0] = self.loaded[q.index]
+        one = self._one
+        one.data, one.size = self.respond(self._one_sample)[0]
+        one.id = q.id
         self._lg.QuerySamplesComplete(self._one_list)
 
-    def _gather(self, chunk) -> np.ndarray:
-        n = len(chunk)
-        if n == 1:
-            return self.loaded[chunk[0].index]
-        if self._batch_buf is None:
-            first = self.loaded[chunk[0].index]
-            self._batch_buf = np.empty((self.batch_size,) + first.shape[1:], first.dtype)
-        out = self._batch_buf[:n]
-        np.concatenate([self.loaded[q.index] for q in chunk], axis=0, out=out)
-        return out
-
     def _answer(self, samples) -> None:
-        lg, ptr, step = self._lg, self._labels_ptr, self.batch_size
+        lg, step, loaded = self._lg, self.batch_size, self.loaded
         for start in range(0, len(samples), step):
             chunk = samples[start:start + step]
-            n = len(chunk)
-            self._labels[:n] = self.predict(self._gather(chunk))
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(q.id, ptr + LABEL_BYTES * j,
-                                                            LABEL_BYTES)
-                                     for j, q in enumerate(chunk)])
+            answers = self.respond([loaded[q.index] for q in chunk])
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(q.id, addr, size)
+                                     for q, (addr, size) in zip(chunk, answers)])
 
     def _drain(self) -> None:
         while True:

@@ -1,0 +1,147 @@
+"""A workload is a task plug-in: a model family + a dataset + how a response is encoded and
+scored. The engine moves bytes and figures and never knows what a class, a box or a click is.
+
+Registration: a workload named ``NAME`` is the module (or package) ``workloads.NAME``
+exposing ``WORKLOAD`` (its class), plus the conf group entry ``conf/workload/NAME.yaml``
+whose schema is the class's ``Config`` dataclass (registered as ``NAME_schema``). Nothing
+else names it.
+
+Lifecycle on a worker, per trial:
+
+1. ``create(cfg)`` builds the workload from its config.
+2. ``variant(**model_params)`` names one member of the family (e.g. width 0.5, resolution
+   64, int8) and ``model_file(variant, fmt)`` returns a model file for a runtime's format,
+   building and caching it on first use (content-hash keyed).
+3. LoadGen's QSL calls ``load_samples(indices, variant)``: one preprocessed sample per
+   index, of any structure the workload likes (an array, a dict of named arrays, ...).
+4. ``responder(variant, predict, inputs, batch_size)`` returns the callable the SUT
+   answers queries with: loaded samples in, one LoadGen response (address, byte count)
+   per sample out. It owns batching the samples into the model's named inputs, running
+   ``predict`` (a runtime's ``dict of named inputs -> list of all outputs``), decoding the
+   outputs, and the buffers the responses point into (valid until its next call).
+5. ``score(responses)`` scores an accuracy log (qsl index -> response bytes) with the
+   task's metric and gives MLPerf's ``accuracy.txt`` line.
+
+Class-level facts the driver reads without building the workload (no dataset parsed on the
+head node): ``metric``, ``loadgen_model``, ``check(cfg)``, ``reference_accuracy(cfg)``,
+``model_choices(cfg)``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
+
+import numpy as np
+
+# The cache helpers live with the runtimes (the lower floor); re-exported for workloads.
+from backends.base import TensorSpec
+from backends.cache import atomic_write_bytes, cache_lock, content_hash, default_cache_dir  # noqa: F401
+
+Predict = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+Response = tuple[int, int]  # (address, byte count) of one sample's response
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's accuracy metric: ``name`` is what records store (``accuracy_metric``),
+    ``label`` what axes and tables show, ``mlperf_key`` the key of accuracy.txt's line."""
+
+    name: str
+    label: str
+    mlperf_key: str
+
+
+@dataclass
+class Score:
+    """An accuracy log scored: ``value`` in 0-1, ``text`` the accuracy.txt line."""
+
+    metric: str
+    value: float
+    text: str
+    count: int  # samples scored
+    good: int | None = None  # samples right, where the metric counts them (top-1)
+    extras: dict[str, float] = field(default_factory=dict)  # e.g. {"AP50": 0.91}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One member of a model family."""
+
+    name: str  # e.g. mobilenet_v1_w0.5_r64_int8: unique within the workload
+    precision: str
+    resolution: int | None = None  # image tasks: the model's input size
+    params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+class Responder(Protocol):
+    def __call__(self, samples: Sequence[Any]) -> Sequence[Response]: ...
+
+
+class Workload:
+    name: ClassVar[str] = ""
+    metric: ClassVar[Metric]
+    #: the LoadGen model name used in FromConfig (its mlperf.conf rules and seeds)
+    loadgen_model: ClassVar[str] = "resnet50"
+    #: the typed schema of conf/workload/<name>.yaml (a dataclass)
+    Config: ClassVar[type]
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None):
+        self.cache_dir = Path(cache_dir or default_cache_dir())
+
+    # --- facts read without building the workload ----------------------------------
+    @classmethod
+    def check(cls, cfg: Mapping[str, Any]) -> None:
+        """Cheap checks of a config on the head node before any trial: files and folders
+        exist, keys make sense. Never reads the dataset. Raises ValueError or
+        FileNotFoundError with a one-line message naming the key or file."""
+
+    @classmethod
+    def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:
+        """The family's best fp32 accuracy (MLPerf's target is a fraction of it), if known."""
+        return None
+
+    @classmethod
+    def model_choices(cls, cfg: Mapping[str, Any]) -> dict[str, tuple | None]:
+        """The model parameters ``variant`` takes, each with its allowed values (None: any),
+        so the config check can refuse a space the workload cannot build."""
+        return {}
+
+    # --- the model family -------------------------------------------------------
+    def variant(self, **params: Any) -> Variant:
+        raise NotImplementedError
+
+    def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
+        raise NotImplementedError
+
+    # --- the dataset and the task -----------------------------------------------
+    @property
+    def total_sample_count(self) -> int:
+        raise NotImplementedError
+
+    def load_samples(self, indices: Sequence[int], variant: Variant) -> Sequence[Any]:
+        raise NotImplementedError
+
+    def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
+                  batch_size: int) -> Responder:
+        raise NotImplementedError
+
+    def score(self, responses: Mapping[int, bytes]) -> Score:
+        raise NotImplementedError
+
+    # --- what the packer needs ----------------------------------------------------
+    def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
+        """MLPerf measurements.json facts of a variant (what the weights are and what was
+        done to them), recorded with each trial so the packer never rebuilds a workload."""
+        steps = ["none (the supplied model file as is)"]
+        if variant.precision == "int8":
+            steps = ["the supplied int8 model file as is"]
+        return {"starting_weights_filename": Path(variant.params.get("path", "user-supplied model")).name,
+                "retraining": "no", "input_data_types": "fp32",
+                "weight_data_types": variant.precision,
+                "weight_transformations": "; ".join(steps)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"workload": self.name, "metric": self.metric.name,
+                "samples": self.total_sample_count}
