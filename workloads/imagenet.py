@@ -42,8 +42,6 @@ import hashlib
 import io
 import os
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from dataclasses import dataclass
@@ -57,40 +55,14 @@ from workloads.base import Variant
 from workloads.classification import ClassificationWorkload
 from workloads.onnx_facts import inspect_onnx, offset_for
 # load_rgb is re-exported: the tests and users decode images as the workload does
-from workloads.imagenet_preprocess import PROFILES, load_rgb, resize_crop  # noqa: F401
+from workloads.imagenet_preprocess import PROFILES, LruCache, load_rgb, resize_crop  # noqa: F401
 
 VAL_MAP = "val_map.txt"
 PRECISIONS = ("fp32", "int8")
 MEMORY_CACHE_BYTES = 2 << 30  # per process; 224x224 uint8 crops: ~14,000 images
 PREPROCESS_VERSION = 1  # bump when the resize/crop code changes (keys the disk cache)
 
-# --- the in-process crop cache -------------------------------------------------------------
-class _LruCache:
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()  # the QSL loads on LoadGen's thread
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: tuple, value: np.ndarray) -> None:
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = value
-            self.bytes += value.nbytes
-            while self.bytes > self.max_bytes and len(self._items) > 1:
-                _, old = self._items.popitem(last=False)
-                self.bytes -= old.nbytes
-
-
-_CROPS = _LruCache(MEMORY_CACHE_BYTES)
+_CROPS = LruCache(MEMORY_CACHE_BYTES)  # in-process crops
 
 
 # --- the workload --------------------------------------------------------------------------

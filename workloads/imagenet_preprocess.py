@@ -8,6 +8,8 @@ profiles (``mobilenet``: ``/255 - 0.5, *2``; ``resnet50``: RGB mean subtraction)
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -188,3 +190,28 @@ def preprocess(img: np.ndarray, profile: str, height: int, width: int) -> np.nda
     return prof.normalize(resize_crop(img, height, width, prof.interpolation).astype(np.float32))
 
 
+class LruCache:
+    """A byte-bounded LRU map, safe across threads (the QSL loads on LoadGen's thread)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # the QSL loads on LoadGen's thread
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self.bytes += value.nbytes
+            while self.bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= old.nbytes
