@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 FILENAME = "trials.parquet"
 PARTS = FILENAME + ".d"  # one Parquet file per add() since the last compaction
-STATES = ("complete", "infeasible", "failed")
+# undecided: measured, but the accuracy interval straddles the floor (neither verdict)
+STATES = ("complete", "infeasible", "undecided", "failed")
 COMPACT_EVERY = 50  # parts before add() compacts them (reads stay fast, adds stay flat)
 _THROUGH = b"tuner.compacted_through"  # schema metadata: last part folded into the file
 
@@ -45,6 +46,16 @@ SCHEMA = pa.schema([
     ("accuracy", pa.float64()),
     ("accuracy_metric", pa.string()),  # the task's metric: top1 | mAP | AUC
     ("accuracy_extras", pa.string()),  # JSON: the metric's companions (e.g. AP50)
+    # Where the accuracy came from: measured (the whole set), estimated (a sequential pass
+    # over part of it: accuracy_low/high is its interval), inherited (an earlier trial's
+    # with the same accuracy_key, after an identical spot check: accuracy_from names it).
+    # Only a measured figure of a compliant run is ever packed.
+    ("accuracy_source", pa.string()),
+    ("accuracy_low", pa.float64()),
+    ("accuracy_high", pa.float64()),
+    ("accuracy_samples", pa.int64()),  # samples scored for this figure
+    ("accuracy_key", pa.string()),  # model file x runtime x output-changing knobs
+    ("accuracy_from", pa.string()),  # inherited: "<study>/<trial>" of the measurement
     ("accuracy_floor", pa.float64()),
     ("valid", pa.bool_()),
     ("cause", pa.string()),
