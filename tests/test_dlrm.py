@@ -109,12 +109,14 @@ def test_responder_interleaves_prediction_and_label(small, batch_size):
         return [feeds["d"][:, :1] * 0.1]
 
     inputs = [TensorSpec("s", (-1, 26), np.dtype(np.int64)), TensorSpec("d", (-1, 13), np.dtype(np.float32))]
-    respond = PairResponder(predict, inputs, batch_size)
-    for query in ([5, 1, 9, 2], [4]):
+    respond = PairResponder(predict, inputs, batch_size, small)
+    # scattered, one user, consecutive (fed as views), a repeat (staged), all users
+    for query in ([5, 1, 9, 2], [4], [3, 4, 5, 6], [7, 2, 7, 8], list(range(small.total_sample_count))[::-1]):
         users = small.load_samples(query, small.variant())
         seen.clear()
         responses = respond(users)
-        assert max(seen) <= batch_size and sum(seen) == sum(len(u) for u in users)
+        assert sum(seen) == sum(len(u) for u in users)
+        assert all(n == batch_size for n in seen[:-1]) and seen[-1] <= batch_size  # full batches
         for user, (address, nbytes) in zip(users, responses):
             got = np.frombuffer(ctypes.string_at(address, nbytes), np.float32).reshape(-1, 2)
             assert np.allclose(got[:, 0], user.dense[:, 0] * 0.1) and np.array_equal(got[:, 1], user.labels)
@@ -122,8 +124,8 @@ def test_responder_interleaves_prediction_and_label(small, batch_size):
 
 def test_responder_refuses_a_model_that_is_not_a_dlrm(small):
     with pytest.raises(ValueError, match="float32 dense"):
-        PairResponder(lambda f: [], INPUTS[:1], 64)
-    bad = PairResponder(lambda f: [np.zeros((3, 2), np.float32)], INPUTS, 64)
+        PairResponder(lambda f: [], INPUTS[:1], 64, small)
+    bad = PairResponder(lambda f: [np.zeros((3, 2), np.float32)], INPUTS, 64, small)
     with pytest.raises(ValueError, match="one click probability per pair"):
         bad(small.load_samples([0], small.variant()))
 

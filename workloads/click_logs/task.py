@@ -80,51 +80,76 @@ def _input_names(inputs: Sequence[TensorSpec]) -> tuple[str, str]:
 class PairResponder:
     """Batches a query's pairs (``batch_size`` pairs per ``predict``, users split across
     batches where they fall) and answers each user with its slice of one interleaved
-    (prediction, label) buffer. Buffers are reused (grown only for a bigger query), so a
-    query costs one copy of its pairs, the predictions, and one response tuple per user."""
+    (prediction, label) buffer, reused across queries (valid until the next call).
 
-    def __init__(self, predict: Predict, inputs: Sequence[TensorSpec], batch_size: int):
+    Users are processed in qsl-index order (the order of their pairs in memory; responses
+    still follow the query's order): where a batch covers consecutive users, ``predict``
+    gets views of the workload's own arrays, as a bare loop would, and only batches that
+    span a gap or a repeated user are copied into a staging buffer. Measured: an Offline
+    query of 483 users (131,072 pairs) costs ~0.3 ms beside the predictions when the
+    users are all distinct, as in an accuracy run."""
+
+    def __init__(self, predict: Predict, inputs: Sequence[TensorSpec], batch_size: int,
+                 source: "DlrmWorkload"):
         if int(batch_size) < 1:
             raise ValueError(f"batch_size={batch_size}: a positive number of pairs")
         self.predict = predict
         self.batch_size = int(batch_size)
         self.dense_name, self.sparse_name = _input_names(inputs)
+        self._all = (source.dense, source.sparse, source.labels)
+        self._offsets = source.user_offsets
+        self._stage_dense = np.empty((self.batch_size, NUM_DENSE), np.float32)
+        self._stage_sparse = np.empty((self.batch_size, NUM_SPARSE), np.int64)
         self._grow(1024)
 
     def _grow(self, pairs: int) -> None:
-        self._dense = np.empty((pairs, NUM_DENSE), np.float32)
-        self._sparse = np.empty((pairs, NUM_SPARSE), np.int64)
         self._out = np.empty((pairs, 2), RESPONSE_DTYPE)
         self._address = self._out.ctypes.data
 
     def __call__(self, samples: Sequence[User]) -> list[Response]:
-        total = 0
-        for user in samples:
-            total += len(user.labels)
+        idx = np.fromiter((u.index for u in samples), np.int64, len(samples))
+        order = np.argsort(idx, kind="stable")
+        starts = self._offsets[idx[order]]
+        sizes = self._offsets[idx[order] + 1] - starts
+        pos = np.zeros(len(samples) + 1, np.int64)
+        np.cumsum(sizes, out=pos[1:])
+        total = int(pos[-1])
         if total > len(self._out):
             self._grow(max(total, 2 * len(self._out)))
-        dense, sparse, out = self._dense, self._sparse, self._out
-        if len(samples) == 1 and total <= self.batch_size:
-            user = samples[0]  # one user, one batch (Server): feed its views, no copy
-            out[:total, 1] = user.labels
-            self._run(user.dense, user.sparse, out[:total, 0])
-            return [(self._address, total * 8)]
-        start = 0
-        for user in samples:
-            end = start + len(user.labels)
-            dense[start:end] = user.dense
-            sparse[start:end] = user.sparse
-            out[start:end, 1] = user.labels
-            start = end
-        for lo in range(0, total, self.batch_size):
-            hi = min(lo + self.batch_size, total)
-            self._run(dense[lo:hi], sparse[lo:hi], out[lo:hi, 0])
-        responses, start = [], 0
-        for user in samples:
-            n = len(user.labels)
-            responses.append((self._address + start * 8, n * 8))  # 2 float32 per pair
-            start += n
-        return responses
+        out = self._out
+        # delta: where a user's pairs sit in memory minus where they sit in `out`; users of
+        # one run (equal deltas) are contiguous in both, so one slice serves them all.
+        delta = starts - pos[:-1]
+        run = np.zeros(len(samples), np.int64)
+        np.cumsum(delta[1:] != delta[:-1], out=run[1:])
+        run_starts = np.flatnonzero(np.diff(run, prepend=-1))
+        dense, sparse, labels = self._all
+        for j, k in zip(run_starts.tolist(), [*run_starts[1:].tolist(), len(samples)]):
+            lo, hi = int(pos[j]), int(pos[k])
+            out[lo:hi, 1] = labels[lo + delta[j]:hi + delta[j]]
+        los = np.arange(0, total, self.batch_size)
+        his = np.minimum(los + self.batch_size, total)
+        firsts = np.searchsorted(pos, los, "right") - 1
+        lasts = np.searchsorted(pos, his, "left") - 1
+        whole = run[firsts] == run[lasts]  # the batch is one slice of the arrays
+        for lo, hi, first, last, m, view in zip(los.tolist(), his.tolist(), firsts.tolist(),
+                                               lasts.tolist(), (los + delta[firsts]).tolist(),
+                                               whole.tolist()):
+            if view:
+                self._run(dense[m:m + hi - lo], sparse[m:m + hi - lo], out[lo:hi, 0])
+                continue
+            for j in range(first, last + 1):  # a gap or a repeat inside the batch: stage it
+                a, b = max(lo, int(pos[j])), min(hi, int(pos[j + 1]))
+                m = a + int(delta[j])
+                self._stage_dense[a - lo:b - lo] = dense[m:m + b - a]
+                self._stage_sparse[a - lo:b - lo] = sparse[m:m + b - a]
+            self._run(self._stage_dense[:hi - lo], self._stage_sparse[:hi - lo], out[lo:hi, 0])
+        where = np.empty(len(samples), np.int64)
+        where[order] = pos[:-1]
+        back = np.empty(len(samples), np.int64)
+        back[order] = sizes
+        address = self._address
+        return [(address + 8 * p, 8 * n) for p, n in zip(where.tolist(), back.tolist())]
 
     def _run(self, dense: np.ndarray, sparse: np.ndarray, into: np.ndarray) -> None:
         pred = self.predict({self.dense_name: dense, self.sparse_name: sparse})[0]
@@ -164,6 +189,18 @@ def score_pairs(responses: Mapping[int, bytes], offsets: np.ndarray | None = Non
                  extras={"pairs": float(total), "accuracy": good / total})
 
 
+def bare_loop(workload: "DlrmWorkload", predict: Predict, inputs: Sequence[TensorSpec],
+              batch_size: int) -> int:
+    """The harness-free baseline of an Offline run: every pair of the set through
+    ``predict`` in ``batch_size`` chunks straight from the workload's contiguous arrays (no
+    users, no copies, no responses). Returns the pairs run; time it from outside."""
+    dense_name, sparse_name = _input_names(inputs)
+    dense, sparse, total = workload.dense, workload.sparse, workload.pair_count
+    for lo in range(0, total, batch_size):
+        predict({dense_name: dense[lo:lo + batch_size], sparse_name: sparse[lo:lo + batch_size]})
+    return total
+
+
 class DlrmWorkload(Workload):
     """Users of pairs over (dense, sparse, labels) arrays: what both DLRM workloads share.
     A subclass sets ``self.dense``, ``self.sparse``, ``self.labels`` and calls
@@ -198,7 +235,7 @@ class DlrmWorkload(Workload):
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
                   batch_size: int) -> PairResponder:
-        return PairResponder(predict, inputs, batch_size)
+        return PairResponder(predict, inputs, batch_size, self)
 
     def score(self, responses: Mapping[int, bytes]) -> Score:
         return score_pairs(responses, self.user_offsets)
