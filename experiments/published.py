@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from experiments.mlperf import parse_accuracy_txt
+from experiments.mlperf import AccuracyLine, current_benchmark, parse_accuracy_txt
 from experiments.loadgen_logs import (DETAIL, SUMMARY, DetailLog, is_mllog, parse_detail,
                                       parse_plain_detail, parse_summary)
 from experiments.mlperf import INFERABLE, PUBLISHED, SCENARIOS, scenario_from_folder
-from experiments.published_names import parse_model, platform_of, round_of, runtime_of
+from experiments.published_names import (TASKS, parse_model, platform_of, round_of, runtime_of,
+                                         task_of)
 
 MLLOG_CHECKER_FROM = (1, 0)  # from v1.0 the checker reads the detail log, before the summary
 EARLY_STOPPING_FROM = (2, 0)  # from v2.0 the latency headline is the early-stopping estimate
@@ -123,16 +124,26 @@ def headline(log: DetailLog, scenario: str, round_name: str | None) -> Figures:
     return Figures(ms(latency), ms(p90), None if qps is None else float(qps), inferred)
 
 
-def read_accuracy(scenario_dir: Path) -> tuple[float, int, int]:
-    """(top-1 fraction, good, total) from ``accuracy/accuracy.txt``'s first line."""
+_LINE_FORMS = {"accuracy": "'accuracy=N%, good=N, total=N'", "mAP": "'mAP=N%'", "AUC": "'AUC=N'"}
+
+
+def read_accuracy(scenario_dir: Path, task: str | None = None) -> AccuracyLine:
+    """The metric line of ``accuracy/accuracy.txt`` (``accuracy=`` for classification,
+    ``mAP=`` for detection, ``AUC=`` for recommendation, wherever it stands: v1.0's DLRM
+    prints a JSON dump first whose own "accuracy" is not the metric), ``percent`` as a
+    fraction. ``task``: the model folder's task, whose metric the line must be."""
     path = scenario_dir / "accuracy" / "accuracy.txt"
     if not path.is_file():
         raise ValueError("no accuracy/accuracy.txt")
     parsed = parse_accuracy_txt(path.read_text(errors="replace"))
+    wanted = TASKS.get(task or "")
     if parsed is None:
-        raise ValueError("accuracy/accuracy.txt has no 'accuracy=N%, good=N, total=N' line")
-    percent, good, total = parsed[:3]
-    return round(percent / 100.0, 8), good, total
+        forms = [_LINE_FORMS[wanted]] if wanted else list(_LINE_FORMS.values())
+        raise ValueError(f"accuracy/accuracy.txt has no {' or '.join(forms)} line")
+    if wanted and parsed.key != wanted:
+        raise ValueError(f"accuracy/accuracy.txt gives {parsed.key}= but a {task} model is "
+                         f"scored by {wanted}=")
+    return parsed._replace(percent=round(parsed.percent / 100.0, 8))
 
 
 # --------------------------------------------------------------------------- trees
@@ -216,8 +227,9 @@ def _row(sdir: Path, scenario: str, platform: str, runtime: str,
     if validity is None:
         raise ValueError("no result_validity in the performance logs")
     figures = headline(log, scenario, facts["round"])
-    accuracy, good, total = read_accuracy(sdir)
     structure = parse_model(sdir.parent.name)
+    task = task_of(structure)
+    acc = read_accuracy(sdir, task)
     valid = validity == "VALID"
     cause = None if valid else f"LoadGen run {validity}" + (
         f": {log.get('result_invalid_reason')}" if log.get("result_invalid_reason") else "")
@@ -231,11 +243,13 @@ def _row(sdir: Path, scenario: str, platform: str, runtime: str,
         "objective": SCENARIOS[scenario].objective,
         "params": json.dumps({**structure, "backend": runtime}, sort_keys=True),
         "latency_ms": figures.latency_ms, "p90_latency_ms": figures.p90_latency_ms,
-        "qps": figures.qps, "accuracy": accuracy, "accuracy_floor": None, "valid": valid,
+        "qps": figures.qps, "accuracy": acc.percent, "accuracy_metric": acc.metric,
+        "accuracy_floor": None, "valid": valid,
         "cause": cause, "started_at": None, "duration_s": None, "log_dir": None,
         "config": None,
         "system": json.dumps({**facts, "precision": structure.get("precision"),
-                              "accuracy_good": good, "accuracy_total": total,
+                              "accuracy_good": acc.good, "accuracy_total": acc.total,
+                              "task": task, "benchmark": current_benchmark(sdir.parent.name),
                               "headline_log": source, "inferred_from": figures.inferred_from,
                               "result_validity": validity}, sort_keys=True),
         "source": str(sdir),
@@ -291,7 +305,9 @@ def results_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         value = r["qps"] if scenario.throughput else r["latency_ms"]
         out.append({"division": facts.get("division", ""), "submitter": facts.get("submitter", ""),
                     "system": r["node"], "model": r["model"],
-                    "benchmark": benchmark_of(r["model"]) or "", "scenario": r["scenario"],
+                    "benchmark": benchmark_of(r["model"]) or (
+                        facts["benchmark"] if facts.get("benchmark") not in (None, r["model"])
+                        else ""), "scenario": r["scenario"],
                     "metric": metric, "value": None if value is None else round(value, 4),
                     "unit": scenario.unit,
                     "accuracy": None if r["accuracy"] is None else round(100 * r["accuracy"], 3),

@@ -2,11 +2,13 @@
 of our platform names and a runtime name.
 
 Model folder names are the submitter's (``mobilenet-v1-0.25-128-quantized``,
-``mobilenet-v3-large_224_1.0_uint8``, ``efficientnet-lite0-non-quantized``); each pattern
-below is one naming scheme seen in published trees. A name no pattern matches keeps only
+``mobilenet-v3-large_224_1.0_uint8``, ``efficientnet-lite0-non-quantized``) or MLPerf's
+benchmark names for other tasks (``ssd-small``, ``dlrm-99``); each pattern below is one
+naming scheme seen in published trees. A name no pattern matches keeps only
 its raw folder name: structure is never guessed. Platform and runtime come from the system
 JSON's facts (processor, accelerator, framework), not from the folder name: Krai's
-``rpi4coral-*`` systems list no accelerator, so they are plain ``rpi4``.
+``rpi4coral-*`` systems list no accelerator, so they are plain ``rpi4``; a board that is
+not one we know is its generic class qualified by its own name, never another board's.
 """
 from __future__ import annotations
 
@@ -27,6 +29,24 @@ _MOBILENET_V3 = re.compile(
 _EFFICIENTNET_LITE = re.compile(
     r"^efficientnet-lite(?P<variant>\d)-(?P<precision>non-quantized|quantized)$")
 _RESNET50 = re.compile(r"^resnet(?:50)?(?:-(?P<precision>fp32|int8))?$")
+# MLPerf's own benchmark folders of other tasks: the reference model each names (input
+# resolution from the round's rules; dlrm-99 and dlrm-99.9 differ in accuracy target only).
+_BENCHMARK_MODELS = {
+    "ssd-small": {"family": "ssd-mobilenet", "variant": "v1", "resolution": 300},
+    "ssd-mobilenet": {"family": "ssd-mobilenet", "variant": "v1", "resolution": 300},
+    "ssd-large": {"family": "ssd-resnet34", "resolution": 1200},
+    "ssd-resnet34": {"family": "ssd-resnet34", "resolution": 1200},
+    "retinanet": {"family": "retinanet", "resolution": 800},
+    "yolo-95": {"family": "yolo", "accuracy_target": 0.95},
+    "yolo-99": {"family": "yolo", "accuracy_target": 0.99},
+    "dlrm-v3": {"family": "dlrm-v3"},
+}
+_DLRM = re.compile(r"^(?P<family>dlrm(?:-v2)?)-(?P<target>99(?:\.9)?)$")
+# What each family is scored by: the metric key of its accuracy.txt line.
+TASKS = {"classification": "accuracy", "detection": "mAP", "recommendation": "AUC"}
+_FAMILY_TASK = {"ssd-mobilenet": "detection", "ssd-resnet34": "detection",
+                "retinanet": "detection", "yolo": "detection", "dlrm": "recommendation",
+                "dlrm-v2": "recommendation", "dlrm-v3": "recommendation"}
 
 
 def _number(text: str) -> float | int:
@@ -36,8 +56,9 @@ def _number(text: str) -> float | int:
 
 def parse_model(name: str) -> dict[str, Any]:
     """The structure a model folder name states: family (mobilenet-v1, mobilenet-v2,
-    mobilenet-v3, efficientnet-lite, resnet50), and where named width, resolution,
-    variant and precision (fp32 | int8). {} when no known scheme matches."""
+    mobilenet-v3, efficientnet-lite, resnet50; ssd-mobilenet, ssd-resnet34, retinanet;
+    dlrm, dlrm-v2), and where named width, resolution, variant, precision (fp32 | int8)
+    and accuracy target. {} when no known scheme matches."""
     m = _MOBILENET_V1_V2.match(name)
     if m:
         return {"family": f"mobilenet-{m['version']}", "width": float(m["width"]),
@@ -54,26 +75,44 @@ def parse_model(name: str) -> dict[str, Any]:
     m = _RESNET50.match(name)
     if m:
         return {"family": "resnet50", **({"precision": m["precision"]} if m["precision"] else {})}
+    if name in _BENCHMARK_MODELS:
+        return dict(_BENCHMARK_MODELS[name])
+    m = _DLRM.match(name)
+    if m:
+        return {"family": m["family"], "accuracy_target": round(float(m["target"]) / 100, 4)}
     return {}
+
+
+def task_of(structure: dict[str, Any]) -> str | None:
+    """The task a parsed model structure belongs to; None for an unparsed name."""
+    family = structure.get("family")
+    return None if family is None else _FAMILY_TASK.get(family, "classification")
 
 
 # --------------------------------------------------------------------------- systems
 
-# (pattern over the processor/system/accelerator text, our platform name), first match
-# wins; names are conf/platform/*.yaml's, plus jetson-xavier, which has no platform file.
-_PLATFORMS = [
-    (re.compile(r"edge ?tpu|coral", re.I), "rpi4-coral", "accelerator"),
-    (re.compile(r"xavier|carmel", re.I), "jetson-xavier", "host"),
-    (re.compile(r"jetson nano", re.I), "jetson-nano", "host"),
-    (re.compile(r"raspberry pi 4|cortex-a72|bcm2711", re.I), "rpi4", "host"),
-    (re.compile(r"epyc 7\d\d3", re.I), "milan", "host"),
+# Boards and CPU families with a name of their own (conf/platform/*.yaml's, plus
+# jetson-xavier, which has no platform file), matched on the system name and processor.
+# A board is named by what identifies it (its name, its SoC), never by a core it shares
+# with other boards: Firefly-RK3399 has Cortex-A72s too and is not a Raspberry Pi.
+_BOARDS = [
+    (re.compile(r"xavier|carmel", re.I), "jetson-xavier"),
+    (re.compile(r"jetson nano", re.I), "jetson-nano"),
+    (re.compile(r"raspberry ?pi 4|\brpi ?4|bcm2711", re.I), "rpi4"),
+    (re.compile(r"epyc 7\d\d3", re.I), "milan"),
+]
+_EDGETPU = re.compile(r"edge ?tpu|coral", re.I)
+# Generic classes: one of these names alone would merge unrelated systems (a 4-socket
+# Xeon and an x86 SoC), so the imported name is qualified by the system's own name.
+_GENERIC = [
     (re.compile(r"nvidia|tesla|geforce|a100|h100|t4\b", re.I), "nvidia-generic", "accelerator"),
     (re.compile(r"xeon|epyc|core\(tm\)|core i\d|ryzen|x86", re.I), "x8664", "host"),
     (re.compile(r"arm|aarch64|cortex|neoverse|graviton", re.I), "aarch64", "host"),
 ]
+QUALIFIED_MAX = 48  # characters of a qualified name (Ray's label values allow 63)
 
 _RUNTIMES = [
-    (re.compile(r"tflite|tensorflow lite|litert", re.I), "tflite"),
+    (re.compile(r"tflite|tensorflow[ -]?lite|litert", re.I), "tflite"),
     (re.compile(r"arm ?nn", re.I), "armnn"),
     (re.compile(r"onnx ?runtime|\bort\b", re.I), "onnxruntime"),
     (re.compile(r"tensorrt|\btrt\b", re.I), "tensorrt"),
@@ -91,15 +130,29 @@ def _has_accelerator(system: dict[str, Any]) -> bool:
     return count not in ("", "0") and name not in ("", "-", "N/A", "none")
 
 
+def qualified(generic: str, system: dict[str, Any]) -> str:
+    """``generic`` qualified by the system's name, as a label-safe slug:
+    ``aarch64-firefly-rk3399``."""
+    name = str(system.get("system_name") or system.get("host_processor_model_name") or "")
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return f"{generic}-{slug}"[:QUALIFIED_MAX].rstrip("-") if slug else generic
+
+
 def platform_of(system: dict[str, Any]) -> str | None:
-    """Our platform name for a system JSON, from its processor, system name and
-    accelerator (an accelerator counts only where ``accelerators_per_node`` says one is
-    there); None when no known platform matches."""
+    """Our platform name for a system JSON: a known board's own name (``rpi4``,
+    ``rpi4-coral`` for a Pi 4 with an Edge TPU, ``jetson-xavier``, ...), else the generic
+    class qualified by the system name (``aarch64-firefly-rk3399``); an accelerator counts
+    only where ``accelerators_per_node`` says one is there. None when nothing matches."""
     host = " ".join(str(system.get(k, "")) for k in ("system_name", "host_processor_model_name"))
     accel = str(system.get("accelerator_model_name", "")) if _has_accelerator(system) else ""
-    for pattern, name, where in _PLATFORMS:
+    board = next((name for pattern, name in _BOARDS if pattern.search(host)), None)
+    if board == "rpi4" and _EDGETPU.search(accel):
+        return "rpi4-coral"
+    if board:
+        return board
+    for pattern, name, where in _GENERIC:
         if pattern.search(accel if where == "accelerator" else host):
-            return name
+            return qualified(name, system)
     return None
 
 
@@ -114,9 +167,10 @@ def runtime_of(framework: str) -> tuple[str | None, str | None]:
 
 
 def round_of(path_parts: list[str]) -> str | None:
-    """The round from a tree folder named ``inference_results_vX.Y`` (or ``..._vX.Y``)."""
+    """The round from a tree folder named ``inference_results_vX.Y`` (or ``..._vX.Y``, or
+    ``..._vX.Y_<excerpt>`` as ``inference_results_v1.0_tasks``)."""
     for part in reversed(path_parts):
-        m = re.search(r"(?:^|_)(v\d+\.\d+)$", part)
+        m = re.search(r"(?:^|_)(v\d+\.\d+)(?:_[a-z]+)?$", part)
         if m:
             return m.group(1)
     return None

@@ -18,6 +18,8 @@ from tests.conftest import ROOT
 
 V10 = ROOT.parent / "shared" / "published" / "inference_results_v1.0"
 needs_v10 = pytest.mark.skipif(not V10.is_dir(), reason=f"no published excerpt at {V10}")
+V10_TASKS = ROOT.parent / "shared" / "published" / "inference_results_v1.0_tasks"
+needs_tasks = pytest.mark.skipif(not V10_TASKS.is_dir(), reason=f"no excerpt at {V10_TASKS}")
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +92,107 @@ def test_model_and_system_names():
     assert platform_of({"host_processor_model_name": "Mystery CPU"}) is None
     assert runtime_of("TFLite v2.4.1 (ruy)") == ("tflite", "2.4.1")
     assert runtime_of("ArmNN v21.02 (Neon)") == ("armnn", "21.02")
+
+
+# --------------------------------------------------------------------------- other tasks
+
+def _summary_value(sdir: Path, label: str) -> float:
+    summary = (sdir / "performance/run_1/mlperf_log_summary.txt").read_text()
+    return float(re.search(rf"^{re.escape(label)}\s*:\s*(\S+)", summary, re.M)[1])
+
+
+@needs_tasks
+def test_v10_detection_and_dlrm_results_import_with_their_metric():
+    rows, problems = published.import_trees([V10_TASKS])
+    assert problems == []
+    by = {(r["model"], r["scenario"]): r for r in rows}
+    assert sorted(by) == [("dlrm-99", "Offline"), ("dlrm-99", "Server"),
+                          ("ssd-small", "Offline"), ("ssd-small", "SingleStream")]
+    for (model, scenario), r in by.items():
+        sdir = Path(r["source"])
+        text = (sdir / "accuracy/accuracy.txt").read_text()
+        facts = json.loads(r["system"])
+        if model == "ssd-small":
+            assert (r["accuracy_metric"], facts["task"]) == ("mAP", "detection")
+            assert r["accuracy"] == pytest.approx(
+                float(re.search(r"^mAP=([\d.]+)%", text, re.M)[1]) / 100, abs=1e-9)
+            assert json.loads(r["params"])["family"] == "ssd-mobilenet"
+            assert facts["benchmark"] == "yolo-99"  # what it is compared as today
+        else:
+            assert (r["accuracy_metric"], facts["task"]) == ("AUC", "recommendation")
+            # the AUC line after the JSON dump, not the dump's own click "accuracy" (96.6)
+            assert r["accuracy"] == pytest.approx(
+                float(re.search(r"^AUC=([\d.]+)$", text, re.M)[1]) / 100, abs=1e-8)
+            assert 0.80 < r["accuracy"] < 0.81
+            assert facts["benchmark"] == "dlrm-v3"
+        # samples/s as LoadGen's summary states them (v1.0 Server: scheduled samples/s)
+        if scenario == "Offline":
+            assert r["qps"] == _summary_value(sdir, "Samples per second")
+        elif scenario == "Server":
+            assert r["qps"] == _summary_value(sdir, "Scheduled samples per second")
+        else:
+            assert r["latency_ms"] == _summary_value(sdir, "90th percentile latency (ns)") / 1e6
+        assert r["valid"] and r["state"] == "complete"
+    # two unrelated x86 systems keep apart, each under its own name
+    assert {r["platform"] for r in rows} == {
+        "x8664-1-node-4s-cpx-pytorch-bf16", "x8664-centaur-technology-reference-design-v1-0d"}
+    assert by[("ssd-small", "Offline")]["backend"] == "tflite"  # "TensorFlow-Lite 2.2.0"
+
+
+@needs_v10
+def test_classification_rows_name_their_metric(v10):
+    rows, _ = v10
+    assert {r["accuracy_metric"] for r in rows} == {"top1"}
+    assert {json.loads(r["system"])["task"] for r in rows} == {"classification"}
+
+
+FIREFLY = {"division": "open", "submitter": "Acme", "system_name": "Firefly-RK3399 (firefly)",
+           "host_processor_model_name": "Arm Cortex-A72 MP2 (big); Arm Cortex-A53 MP4 (LITTLE)",
+           "accelerators_per_node": "0", "accelerator_model_name": "-",
+           "framework": "TFLite v2.4.1 (ruy)", "system_type": "edge"}
+
+
+def test_a_cortex_a72_board_that_is_not_a_pi_keeps_its_own_name(tmp_path):
+    assert platform_of(FIREFLY) == "aarch64-firefly-rk3399-firefly"
+    tree = tmp_path / "inference_results_v1.0"
+    _result(tree, "pi4-tflite", "mobilenet-v1-1.0-224-quantized", "singlestream")
+    _result(tree, "firefly-tflite", "mobilenet-v1-1.0-224-quantized", "singlestream",
+            p90=40_000_000)
+    (tree / "open/Acme/systems/firefly-tflite.json").write_text(json.dumps(FIREFLY))
+    rows, problems = published.import_trees([tree])
+    assert problems == []
+    by_node = {r["node"]: r for r in rows}
+    assert by_node["pi4-tflite"]["platform"] == "rpi4"
+    assert by_node["firefly-tflite"]["platform"] == "aarch64-firefly-rk3399-firefly"
+    assert by_node["firefly-tflite"]["study"] == "published.aarch64-firefly-rk3399-firefly.singlestream"
+
+
+def test_boards_by_their_identity_not_a_shared_core():
+    coral_dev = {"system_name": "Coral Dev Board", "accelerators_per_node": "1",
+                 "host_processor_model_name": "NXP i.MX 8M (Arm Cortex-A53 MP4)",
+                 "accelerator_model_name": "Google Edge TPU"}
+    assert platform_of(coral_dev) == "aarch64-coral-dev-board"  # not rpi4-coral
+    assert platform_of({"system_name": "Raspberry Pi 4 Model B",
+                        "host_processor_model_name": "Broadcom BCM2711"}) == "rpi4"
+    assert platform_of({"system_name": "NVIDIA Jetson Nano",
+                        "host_processor_model_name": "Arm Cortex-A57"}) == "jetson-nano"
+    assert platform_of({"system_name": "", "host_processor_model_name": "AMD EPYC 7763"}) == "milan"
+    assert platform_of({"host_processor_model_name": "Arm Neoverse-N1"}) == "aarch64-arm-neoverse-n1"
+
+
+def test_other_tasks_names_and_metric_lines(tmp_path):
+    assert parse_model("ssd-resnet34") == {"family": "ssd-resnet34", "resolution": 1200}
+    assert parse_model("retinanet")["family"] == "retinanet"
+    assert parse_model("dlrm-v2-99.9") == {"family": "dlrm-v2", "accuracy_target": 0.999}
+    tree = tmp_path / "inference_results_v0.7"
+    dump = '{"TestScenario.Offline": {"accuracy": 96.6, "roc_auc": 80.2}}'
+    _result(tree, "pi4-tflite", "dlrm-v2-99", "singlestream", accuracy=dump + "\nAUC=80.312%")
+    _result(tree, "pi4-tflite", "retinanet", "singlestream", accuracy="mAP=37.1%")
+    _result(tree, "pi4-tflite", "ssd-large", "singlestream", accuracy=dump)  # no metric line
+    rows, problems = published.import_trees([tree])
+    got = {r["model"]: (r["accuracy"], r["accuracy_metric"]) for r in rows}
+    assert got == {"dlrm-v2-99": (0.80312, "AUC"), "retinanet": (0.371, "mAP")}
+    assert [p.why for p in problems] == ["accuracy/accuracy.txt has no 'mAP=N%' line"]
 
 
 # --------------------------------------------------------------------------- synthetic trees
@@ -182,7 +285,9 @@ def test_broken_results_are_reported_and_skipped(tmp_path):
     why = {Path(p.path).name if Path(p.path).name != "singlestream" else Path(p.path).parent.name:
            p.why for p in problems}
     assert why[no_acc.parent.name] == "no accuracy/accuracy.txt"
-    assert "no 'accuracy=N%" in why[bad_acc.parent.name]
+    # a classification folder whose accuracy.txt gives another task's metric
+    assert why[bad_acc.parent.name] == ("accuracy/accuracy.txt gives mAP= but a "
+                                        "classification model is scored by accuracy=")
     assert "neither mlperf_log_detail.txt nor mlperf_log_summary.txt" in why[no_logs.parent.name]
     assert "system description unreadable" in why["no-json.json"]
 
