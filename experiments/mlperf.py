@@ -132,10 +132,12 @@ CURRENT_BENCHMARK = {
     "dlrm": "dlrm-v3", "dlrm-99": "dlrm-v3", "dlrm-99.9": "dlrm-v3", "dlrm-v2": "dlrm-v3",
     "dlrm-v2-99": "dlrm-v3", "dlrm-v2-99.9": "dlrm-v3", "dlrm-v3": "dlrm-v3"}
 # The first line of accuracy.txt per metric key, as each task's accuracy script prints it.
+# The percent sign is optional where the official checker's pattern has none: v1.0's
+# accuracy-dlrm.py printed "AUC=80.26857042258752".
 ACCURACY_LINES = {
     "accuracy": r"^accuracy=(\d+\.\d{3})%, good=(\d+), total=(\d+)$",
-    "mAP": r"^mAP=(\d+\.\d+)%",
-    "AUC": r"^AUC=(\d+\.\d+)%",
+    "mAP": r"^mAP=(\d+\.\d+)%?",
+    "AUC": r"^AUC=(\d+\.\d+)%?",
 }
 
 
