@@ -230,3 +230,18 @@ def test_variant_knobs_and_errors(workload):
     with pytest.raises(ValueError, match="'pb'"):
         workload.model_file(v, "pb")
     assert DigitCanvasesWorkload.metric.name == "mAP" and DigitCanvasesWorkload.loadgen_model == "yolo"
+
+
+def test_space_selects_the_detection_workload():
+    """``+space=ssd_mobilenet`` overrides the workload group (Hydra 1.3) and validates."""
+    from hydra import compose, initialize_config_dir
+
+    from tuner.config import register, validate
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+space=ssd_mobilenet", "workload.count=50"])
+    validate(cfg)
+    assert (cfg.workload.name, cfg.workload.count, cfg.study.name) == ("digit_canvases", 50,
+                                                                       "ssd_mobilenet")
+    assert set(cfg.space.model) == set(DigitCanvasesWorkload.model_choices({}))
