@@ -1,8 +1,14 @@
-"""The probability of lying on the Pareto front from joint posterior draws, the draws,
-and which trials a model is fitted on (numpy only)."""
+"""The front sampler's stateless parts: the probability of lying on the Pareto front
+from joint posterior draws, the draws, which trials a model is fitted on, and what a told
+trial says (measured or a stand-in penalty, constraints met)."""
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
+
+PENALTY_ABS = 1e8  # a told value this large is a stand-in for "no measurement"
 
 
 def front_probability(draws: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -92,3 +98,25 @@ def joint_draws(mean: np.ndarray, cov: np.ndarray, rng: np.random.RandomState,
     except np.linalg.LinAlgError:
         sd = np.sqrt(np.maximum(np.diag(cov), 1e-12))
         return mean[None, :] + rng.randn(samples, n) * sd[None, :]
+
+
+def p_below(margin: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """P(x <= 0) of a normal x with mean -margin and standard deviation sd."""
+    return 0.5 * (1.0 + np.vectorize(math.erf)(margin / (sd * math.sqrt(2.0))))
+
+
+def real(values: Sequence[float]) -> bool:
+    return all(v is not None and math.isfinite(v) and abs(v) < PENALTY_ABS for v in values)
+
+
+def measured(trial) -> bool:
+    """True when the told values are real figures (not the driver's stand-in penalty)."""
+    if trial.user_attrs.get("state") == "failed" or trial.values is None:
+        return False
+    return real(trial.values)
+
+
+def constraints_met(trial) -> bool:
+    constraints = trial.constraints or {}  # Optuna's convention: feasible when all <= 0
+    values = constraints.values() if isinstance(constraints, dict) else constraints
+    return all(c <= 0.0 for c in values)

@@ -45,7 +45,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from search_spaces.front import fit_subset, front_probability, joint_draws
+from search_spaces.front import (PENALTY_ABS, constraints_met, fit_subset, front_probability,
+                                 joint_draws, measured, p_below, real)
 from search_spaces.point_sampler import PointSampler
 from search_spaces.space import SearchSpace
 from search_spaces.surrogate import GP, Encoder
@@ -56,7 +57,6 @@ SAMPLES = 96  # joint posterior draws per ask
 MAX_OBSERVED = 300  # trials a GP is fitted on (``_fit_subset``): bounds an ask's cost
 REFIT_ALWAYS_BELOW = 100  # trials below which length scales are refitted at every ask
 REFIT_GROWTH = 1.1  # above it, refitted once the trials grew by this factor
-PENALTY_ABS = 1e8  # a told value this large is a stand-in for "no measurement"
 Known = Mapping[tuple, float] | Callable[[], Mapping[tuple, float]]
 
 
@@ -85,11 +85,7 @@ class FrontSampler(PointSampler):
 
     # --- the choice --------------------------------------------------------------------
     def choose(self, study: optuna.Study, trials: list[FrozenTrial], free: list[int]) -> int:
-        signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
-        acc = self._accuracy_index(study)
-        obs = [(i, t) for t in trials if (i := self.trial_index(t)) is not None]
-        modelled = [(i, t) for i, t in obs if self._verdict(t)[0]]
-        known = self._known(modelled, acc)
+        signs, acc, obs, modelled, known = self._state(study, trials)
         if self._prior is None and self._prior_records:
             self._prior = prior_columns(self._prior_records, self.encoder, self.features, signs)
         startup = min(self.n_startup, 2) if self._prior is not None else self.n_startup
@@ -97,9 +93,40 @@ class FrontSampler(PointSampler):
             return self._spread(obs, free, known, acc, signs)
         cand = free if len(free) <= MAX_CANDIDATES else list(
             self._rng.choice(free, MAX_CANDIDATES, replace=False))
+        front, feasible, _ = self._evaluate(obs, modelled, cand, known, acc, signs)
+        score = front * feasible + 1e-9 * self._rng.rand(len(cand))  # random tie-break
+        return int(cand[int(np.argmax(score))])
+
+    def explain(self, study: optuna.Study) -> list[dict[str, Any]]:
+        """Every point not yet measured, as the next ask sees it (once past start-up):
+        ``params``, ``front`` (P(on the true front)), ``feasible`` (P(constraints met)),
+        and ``accuracy`` / ``accuracy_sd`` (the accuracy model's mean and spread in told
+        units, sd 0 where the accuracy is known)."""
+        trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        signs, acc, obs, modelled, known = self._state(study, trials)
+        cand = sorted(set(range(len(self.points))) - {i for i, _ in obs})
+        front, feasible, draws = self._evaluate(obs, modelled, cand, known, acc, signs)
+        out = [{"params": self.points[c], "front": float(front[n]),
+                "feasible": float(feasible[n])} for n, c in enumerate(cand)]
+        if acc is not None:
+            told = signs[acc] * draws[acc]
+            told = np.exp(told) if self._logs[acc] else told
+            for n, row in enumerate(out):
+                row.update(accuracy=float(told[:, n].mean()), accuracy_sd=float(told[:, n].std()))
+        return out
+
+    def _state(self, study: optuna.Study, trials: list[FrozenTrial]) -> tuple:
+        signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
+        acc = self._accuracy_index(study)
+        obs = [(i, t) for t in trials if (i := self.trial_index(t)) is not None]
+        modelled = [(i, t) for i, t in obs if self._verdict(t)[0]]
+        return signs, acc, obs, modelled, self._known(modelled, acc)
+
+    def _evaluate(self, obs, modelled, cand, known, acc, signs):
+        """(P(front), P(feasible), draws per objective) of the candidates."""
         raw = np.array([t.values for _, t in modelled], dtype=float)
-        logs = [bool((raw[:, j] > 0).all()) and (j != acc or all(v > 0 for v in known.values()))
-                for j in range(len(signs))]
+        self._logs = logs = [bool((raw[:, j] > 0).all()) and (
+            j != acc or all(v > 0 for v in known.values())) for j in range(len(signs))]
         ys = np.stack([self._y(raw[:, j], signs[j], logs[j]) for j in range(len(signs))], 1)
         feasible_obs = np.array([self._verdict(t)[1] for _, t in modelled])
         fit_on = fit_subset(ys, feasible_obs, self._rng, MAX_OBSERVED)
@@ -116,18 +143,16 @@ class FrontSampler(PointSampler):
                 draws.append(self._accuracy_draws(cand, known_y, ("objective", j)))
                 continue
             prior = self._prior[j] if self._prior is not None else None
-            x = self.features
             gp = GP(self.encoder.groups, self._scales.get(("objective", j)))
-            gp.fit(x[idx], ys[fit_on, j], None if prior is None else prior[idx],
+            gp.fit(self.features[idx], ys[fit_on, j], None if prior is None else prior[idx],
                    sweeps=self._sweeps(("objective", j), len(idx)))
             self._scales[("objective", j)] = gp.scales
-            mean, cov = gp.posterior(x[cand], None if prior is None else prior[cand])
+            mean, cov = gp.posterior(self.features[cand],
+                                     None if prior is None else prior[cand])
             draws.append(self._draw(mean, cov))
         # every measured point counts as a rival, whatever the GPs were fitted on
-        score = front_probability(np.stack(draws, -1), ys[feasible_obs])
-        score = score * self._feasibility(fit_obs, cand, known, acc)
-        score = score + 1e-9 * self._rng.rand(len(cand))  # random tie-break
-        return int(cand[int(np.argmax(score))])
+        front = front_probability(np.stack(draws, -1), ys[feasible_obs])
+        return front, self._feasibility(fit_obs, cand, known, acc), draws
 
     @staticmethod
     def _y(raw: np.ndarray, sign: float, log: bool) -> np.ndarray:
@@ -164,7 +189,7 @@ class FrontSampler(PointSampler):
         acc = self._accuracy_index(study)
         if add is None or acc is None or state != TrialState.COMPLETE or not values:
             return
-        if trial.user_attrs.get("state") == "failed" or not _real(values):
+        if trial.user_attrs.get("state") == "failed" or not real(values):
             return
         index = self.trial_index(trial)
         key = self.acc_keys[index] if index is not None else self.space.accuracy_key(trial.params)
@@ -204,12 +229,11 @@ class FrontSampler(PointSampler):
         return out
 
     def _verdict(self, trial: FrozenTrial) -> tuple[bool, bool]:
-        """(measured, feasible) of a finished trial, judged once: an ask of a long study
-        would otherwise re-read every trial's values and constraints."""
+        """(measured, feasible) of a finished trial, judged once (not at every ask)."""
         verdict = self._verdicts.get(trial._trial_id)
         if verdict is None:
-            measured = _measured(trial)
-            verdict = (measured, measured and _constraints_met(trial))
+            is_measured = measured(trial)
+            verdict = (is_measured, is_measured and constraints_met(trial))
             if trial.state.is_finished():
                 self._verdicts[trial._trial_id] = verdict
         return verdict
@@ -277,7 +301,7 @@ class FrontSampler(PointSampler):
             gp.fit(self.features[idx], vals, sweeps=sweeps)
             self._scales[model] = gp.scales
             mean, var = gp.posterior(self.features[cand], joint=False)
-            prob *= _p_below(-mean, np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0)))
+            prob *= p_below(-mean, np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0)))
         for name in accuracy:
             prob *= self._accuracy_feasibility(name, obs, cand, known, acc)
         return prob
@@ -296,12 +320,11 @@ class FrontSampler(PointSampler):
                 continue
             told.setdefault(self.acc_keys[i], []).append(float(value))
             floors.setdefault(self.acc_keys[i], []).append(float(value) + t.values[acc])
+        keys, prob = [self.acc_keys[i] for i in cand], np.ones(len(cand))
+        if not told:
+            return prob
         told_m = {k: float(np.mean(v)) for k, v in told.items()}
         floor_m = {k: float(np.mean(v)) for k, v in floors.items()}
-        keys = [self.acc_keys[i] for i in cand]
-        prob = np.ones(len(cand))
-        if not told_m:
-            return prob
         floor_vals = np.array(list(floor_m.values()))
         const = floor_vals.max() - floor_vals.min() <= 1e-9 * (abs(floor_vals).max() + 1.0)
         by_floor = [c for c, k in enumerate(keys) if k not in told_m and k in known]
@@ -311,39 +334,17 @@ class FrontSampler(PointSampler):
             mean, var = self._key_gp(floor_m, ("floor", name)).posterior(
                 self._acc_x([keys[c] for c in by_floor]), joint=False)
             have = np.array([known[keys[c]] for c in by_floor])
-            prob[by_floor] = _p_below(have - mean, np.sqrt(var + 1e-12))
+            prob[by_floor] = p_below(have - mean, np.sqrt(var + 1e-12))
         rest = [c for c, k in enumerate(keys) if k not in told_m and k not in known]
         vals = np.array(list(told_m.values()))
         if rest and len(vals) >= 2 and not (vals <= 0).all():
             mean, var = self._key_gp(told_m, ("constraint", name)).posterior(
                 self._acc_x([keys[c] for c in rest]), joint=False)
-            prob[rest] = _p_below(-mean, np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0)))
+            prob[rest] = p_below(-mean, np.sqrt(var + 1e-4 * (vals.std() ** 2 or 1.0)))
         for c, k in enumerate(keys):
             if k in told_m:
                 prob[c] = float(told_m[k] <= 0)
         return prob
-
-
-def _p_below(margin: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """P(x <= 0) of a normal x with mean -margin and standard deviation sd."""
-    return 0.5 * (1.0 + np.vectorize(math.erf)(margin / (sd * math.sqrt(2.0))))
-
-
-def _real(values: Sequence[float]) -> bool:
-    return all(v is not None and math.isfinite(v) and abs(v) < PENALTY_ABS for v in values)
-
-
-def _measured(trial: FrozenTrial) -> bool:
-    """True when the told values are real figures (not the driver's stand-in penalty)."""
-    if trial.user_attrs.get("state") == "failed" or trial.values is None:
-        return False
-    return _real(trial.values)
-
-
-def _constraints_met(trial: FrozenTrial) -> bool:
-    constraints = trial.constraints or {}  # Optuna's convention: feasible when all <= 0
-    values = constraints.values() if isinstance(constraints, dict) else constraints
-    return all(c <= 0.0 for c in values)
 
 
 __all__ = ["FrontSampler", "front_probability"]
