@@ -82,6 +82,17 @@ class FidelityConfig:
     # otherwise issue every pre-generated query, however long that takes).
     max_duration_ms: Optional[int] = 10000
     accuracy_sample_count: Optional[int] = None  # None: the whole validation set
+    # Accuracy belongs to the model and runtime (tuner/study/accuracy_book.py): a search
+    # trial inherits an earlier trial's figure for the same model file, runtime and
+    # output-changing knobs after an identical spot check on its first samples ...
+    share_accuracy: bool = True
+    spot_check_samples: int = 32
+    # ... or scores samples in a fixed shuffled order, in growing chunks, until its verdict
+    # against the floor is settled at this confidence or its interval is narrower than
+    # accuracy_width (experiments/sequential.py). Promotion always scores the whole set.
+    sequential_accuracy: bool = True
+    accuracy_confidence: float = 0.99
+    accuracy_width: float = 0.005
 
 
 @dataclass
@@ -104,6 +115,17 @@ class PromotionConfig:
     # TEST ONLY: shorter promotion runs (recorded as compliant-reduced, packed only with
     # --draft); None keeps LoadGen's own rules (600 s).
     min_duration_ms: Optional[int] = None
+    # The Server p99 bound (ms) a promoted Server run is held to; None: the benchmark's
+    # (experiments/mlperf.py BENCHMARKS: resnet 15, dlrm-v3 60), else scenario.server_latency_ms.
+    server_latency_ms: Optional[float] = None
+    # Before the long Server run, the worker bisects the target QPS with short Server runs
+    # (tuner/worker/server_search.py): at most server_search_steps runs of server_search_ms;
+    # a run passes at p99 <= server_headroom x bound; the long run goes at server_margin x
+    # the highest rate that passed.
+    server_search_ms: int = 2000
+    server_search_steps: int = 7
+    server_headroom: float = 0.9
+    server_margin: float = 0.9
 
 
 @dataclass

@@ -44,6 +44,11 @@ class TrialConfig:
     fidelity: Fidelity = field(default_factory=Fidelity)
     run_accuracy: bool = True
     accuracy_sample_count: int | None = None  # None: the whole validation set
+    # How the accuracy pass runs (tuner.worker.accuracy; set by the driver's accuracy
+    # book): {"sequential": bool, "floor", "confidence", "width", "first_chunk",
+    # "reference": {accuracy, responses} (a paired comparison), "inherit": {from, accuracy,
+    # metric, low, high, spot: {index: hex}} (reuse after an identical spot check)}
+    accuracy: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # the Optuna params, verbatim
     # A performance run that ends INVALID because LoadGen's expected latency/QPS was wrong
@@ -76,6 +81,10 @@ class TrialResult:
     accuracy_good: int | None = None
     accuracy_total: int | None = None
     accuracy_extras: dict[str, float] = field(default_factory=dict)  # e.g. AP50
+    accuracy_source: str | None = None  # measured | estimated | inherited
+    accuracy_low: float | None = None  # estimated: the interval of the whole-set figure
+    accuracy_high: float | None = None
+    accuracy_from: str | None = None  # inherited: "<study>/<trial>" of the measurement
     node: str = ""
     platform: str = ""
     model_name: str = ""

@@ -130,6 +130,12 @@ class Workload:
     def score(self, responses: Mapping[int, bytes]) -> Score:
         raise NotImplementedError
 
+    def per_sample(self, responses: Mapping[int, bytes]) -> dict[int, float] | None:
+        """Each sample's own figure when the metric is their mean (top-1: 1 right, 0
+        wrong), which lets a sequential accuracy pass use exact intervals and pair a
+        variant with its reference; None for set-level metrics (mAP, AUC)."""
+        return None
+
     # --- what the packer needs ----------------------------------------------------
     def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
         """MLPerf measurements.json facts of a variant (what the weights are and what was

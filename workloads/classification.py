@@ -125,5 +125,11 @@ class ClassificationWorkload(Workload):
     def score(self, responses: Mapping[int, bytes]) -> Score:
         return top1(responses, self.labels)
 
+    def per_sample(self, responses: Mapping[int, bytes]) -> dict[int, float]:
+        labels = self.labels
+        return {idx: float(len(data) >= LABEL_BYTES
+                           and int(np.frombuffer(data[:LABEL_BYTES], np.int32)[0]) == int(labels[idx]))
+                for idx, data in responses.items()}
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "classes": self.num_classes}

@@ -33,12 +33,14 @@ from experiments.records import Records, read
 from search_spaces import make_sampler, plan_warm_start
 from tuner.config import ConfigError
 from tuner.fleet.dispatch import DispatchError
+from tuner.study.accuracy_book import HOLD, AccuracyBook
 from tuner.study.journal import JOURNAL, open_journal
 from tuner.study.outcome import AccuracyFloor, Recorder
 from tuner.study.plan import PlatformPlan, trial_config
 from tuner.study.progress import StudyProgress
 from tuner.study.run_setup import cluster_plans, fixed_floor, make_dispatcher, validated
 from tuner.study.scheduler import Finished, Lane, Scheduler
+from tuner.trial import TrialConfig
 
 # A trial with no measurement is told each objective's penalty (worse than any real
 # value), so the sampler learns the region is bad (a FAIL state would be ignored and
@@ -62,6 +64,8 @@ class PlatformStudy:
     size: int | None = None  # points in its space (None: a float dimension, no grid)
     ended: str = ""  # why the study stopped before its target
     lane: Lane | None = None  # its devices in the scheduler
+    # asked trials waiting for another trial measuring the same accuracy key
+    held: list[tuple[Any, TrialConfig]] = field(default_factory=list)
 
     @property
     def platform(self) -> str:
@@ -86,6 +90,10 @@ class Driver:
         self.dispatcher = dispatcher
         self.console = console
         self.studies: list[PlatformStudy] = []
+        # accuracy shared across platforms and runs (measured trials only; a replay or a
+        # simulation answers accuracy from its table)
+        self.book = AccuracyBook(self.run_dir, cfg.fidelity, self.records.rows) \
+            if self.fidelity == SHORT else None
 
     # --- setup ---------------------------------------------------------------------
     def _open_study(self, plan: PlatformPlan) -> PlatformStudy:
@@ -192,6 +200,7 @@ class Driver:
             while True:
                 asking = deadline is None or time.time() < deadline
                 for ps in self.studies:
+                    self._release_held(ps)
                     while (asking and self._wants_more(ps)
                            and self.scheduler.lanes[ps.platform].free() and self._ask(ps)):
                         pass
@@ -210,7 +219,7 @@ class Driver:
         if not lane.devices and lane.stopped:
             ps.ended = ps.ended or f"stopped: {lane.stopped}"
             ps.target = min(ps.target, ps.finished + len(lane.inflight))
-        return not ps.ended and ps.finished + len(lane.inflight) < ps.target
+        return not ps.ended and ps.finished + len(lane.inflight) + len(ps.held) < ps.target
 
     def _ask(self, ps: PlatformStudy) -> bool:
         """Ask for a point and submit it, or answer it from the records when it was measured
@@ -223,8 +232,27 @@ class Driver:
             return self._answer_from_records(ps, trial, earlier)
         ps.repeats_in_a_row = 0
         ps.measured[key] = trial.number
-        self.scheduler.submit(trial_config(ps.plan, ps.name, trial.number, params), token=trial)
+        return self._submit(ps, trial, trial_config(ps.plan, ps.name, trial.number, params))
+
+    def _submit(self, ps: PlatformStudy, trial, tcfg: TrialConfig) -> bool:
+        """Submit with its accuracy plan; False when held for another trial measuring the
+        same accuracy key (submitted once that one is recorded)."""
+        if self.book is not None:
+            plan = self.book.plan(tcfg, self.recorder.floor.value(ps.name) or None)
+            if plan == HOLD:
+                ps.held.append((trial, tcfg))
+                return False
+            tcfg.accuracy = plan
+        self.scheduler.submit(tcfg, token=trial)
         return True
+
+    def _release_held(self, ps: PlatformStudy) -> None:
+        held, ps.held = ps.held, []
+        for trial, tcfg in held:
+            if self.scheduler.lanes[ps.platform].free():
+                self._submit(ps, trial, tcfg)
+            else:
+                ps.held.append((trial, tcfg))
 
     def _answer_from_records(self, ps: PlatformStudy, trial, earlier: int) -> bool:
         """Tell a repeated proposal the figures already recorded (no measurement, no trial
@@ -253,6 +281,10 @@ class Driver:
 
     def _finish(self, ps: PlatformStudy, item: Finished) -> None:
         row = self.recorder.row(item.tcfg, item.result, self.objective)
+        if self.book is not None:
+            self.book.observe(row)
+            if row["state"] == "failed":
+                self.book.release(row["accuracy_key"])
         self._tell(ps, item.token, row)
         ps.finished += 1
         ps.best = best_text(self.records.rows, ps.name, self.objective)

@@ -11,6 +11,7 @@ from typing import Any
 
 from experiments.mlperf import PUBLISHED, REPLAY, SIMULATED
 from experiments.records import Records
+from tuner.study.accuracy_book import accuracy_key
 from tuner.trial import TrialConfig, TrialResult
 
 # Fidelities whose figures were not measured on a device by this run: no logs to write.
@@ -30,7 +31,9 @@ class AccuracyFloor:
         self._best_fp32: dict[str, float] = {}
 
     def observe(self, row: dict[str, Any]) -> None:
-        if row.get("accuracy") is None or row.get("state") == "failed":
+        # the reference is a whole-set figure: never an estimate
+        if row.get("accuracy") is None or row.get("state") == "failed" \
+                or row.get("accuracy_low") is not None:
             return
         if precision_of(row) == "fp32":
             study = row["study"]
@@ -56,7 +59,11 @@ def classify(result: TrialResult, floor: float) -> tuple[str, str | None]:
         return "failed", result.cause
     if not result.valid:
         return "infeasible", result.cause or "LoadGen run INVALID"
-    if result.accuracy is not None and result.accuracy < floor:
+    low, high = result.accuracy_low, result.accuracy_high
+    if low is not None and high is not None and low < floor <= high:
+        return "undecided", (f"accuracy {result.accuracy:.4f} [{low:.4f}, {high:.4f}] "
+                             f"straddles floor {floor:.4f}")
+    if result.accuracy is not None and (high if high is not None else result.accuracy) < floor:
         return "infeasible", f"accuracy {result.accuracy:.4f} below floor {floor:.4f}"
     return "complete", result.cause
 
@@ -88,6 +95,9 @@ def make_row(tcfg: TrialConfig, result: TrialResult, *, floor: float, objective:
         "qps": result.qps, "accuracy": result.accuracy,
         "accuracy_metric": result.accuracy_metric,
         "accuracy_extras": json.dumps(result.accuracy_extras) if result.accuracy_extras else None,
+        "accuracy_source": result.accuracy_source, "accuracy_low": result.accuracy_low,
+        "accuracy_high": result.accuracy_high, "accuracy_samples": result.accuracy_total,
+        "accuracy_key": accuracy_key(tcfg), "accuracy_from": result.accuracy_from,
         "accuracy_floor": floor,
         "valid": bool(result.valid), "cause": cause, "started_at": result.started_at,
         "duration_s": result.duration_s, "log_dir": log_dir,

@@ -29,7 +29,7 @@ import backends
 from experiments import loadgen_logs
 from experiments.mlperf import SHORT, current_benchmark
 from experiments.mlperf import scenario as scenario_facts
-from tuner.worker import model_files
+from tuner.worker import accuracy, model_files
 from tuner.worker.oracle import (Calibration, LoadGenOracle, SystemUnderTest, calibrate,
                           harness_miss, recalibrate, user_conf)
 from tuner.trial import TrialConfig, TrialResult
@@ -232,24 +232,68 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
 
         if cfg.run_accuracy:
             with timings.part("accuracy"):
-                # Accuracy mode covers every sample of the QSL once; batching speeds it up.
                 acc_scenario, acc_batch = _accuracy_plan(cfg, backend, batch_size, per_query)
                 result.system["accuracy_run"] = {"scenario": acc_scenario, "batch_size": acc_batch}
-                sut_args.update(batch_size=acc_batch, threaded=True,
-                                total_count=accuracy_total, performance_count=accuracy_total)
-                with SystemUnderTest(**sut_args) as sut:
-                    acc_dir = oracle.run(sut, "accuracy", work / "accuracy", acc_scenario)
-                _collect(acc_dir, "accuracy", result)
-                responses = loadgen_logs.read_accuracy_log(acc_dir / loadgen_logs.ACCURACY)
-                score = workload.score(responses)
-                result.accuracy, result.accuracy_metric = score.value, score.metric
-                result.accuracy_good, result.accuracy_total = score.good, score.count
-                result.accuracy_extras = dict(score.extras)
-                result.logs["accuracy/accuracy.txt"] = score.text + "\n"
+                sut_args.update(batch_size=acc_batch, threaded=True)
+
+                def run(indices: list[int], label: str) -> dict[int, bytes]:
+                    def sut(idx):  # a QSL over these dataset indices only
+                        return SystemUnderTest(**{**sut_args, "total_count": len(idx),
+                                                  "performance_count": len(idx),
+                                                  "load_samples": lambda q: samples([idx[i] for i in q])})
+                    return accuracy.run_chunks(oracle, sut, workload, indices, work, acc_scenario,
+                                               label)
+
+                outcome = _accuracy(cfg, workload, respond, samples, run, accuracy_total, result)
+                _record_accuracy(outcome, result, work)
+        result.logs["user.conf"] = conf
         result.logs["user.conf"] = conf
     finally:
         with timings.part("teardown"):
             backend.close()
+
+
+def _accuracy(cfg: TrialConfig, workload, respond, samples, run, total: int,
+              result: TrialResult) -> accuracy.AccuracyOutcome:
+    """Inherited after an identical spot check, else sequential (search trials), else the
+    whole set (promotion, compliant runs, or ``sequential: false``)."""
+    plan = cfg.accuracy or {}
+    if plan.get("inherit"):
+        spot = {int(i): h for i, h in plan["inherit"]["spot"].items() if int(i) < total}
+        bad = accuracy.spot_check(respond, samples, spot)
+        if not bad:
+            return accuracy.inherited(plan, len(spot))
+        result.system["spot_check_mismatch"] = {"from": plan["inherit"]["from"],
+                                                "samples": len(spot), "differ": bad[:20]}
+    if plan.get("sequential") and cfg.fidelity.name == SHORT:
+        out = accuracy.sequential_pass(workload, run, total, plan)
+    else:
+        responses = run(list(range(total)), "accuracy")
+        score = workload.score(responses)
+        out = accuracy.AccuracyOutcome(score.value, score.metric, accuracy.MEASURED,
+                                       score.count, good=score.good, extras=dict(score.extras),
+                                       text=score.text, responses=responses)
+    if "spot_check_mismatch" in result.system:
+        mismatch = result.system["spot_check_mismatch"]
+        out.note = (f"spot check against {mismatch['from']} differed on "
+                    f"{len(mismatch['differ'])} of {mismatch['samples']} samples: measured anew")
+    return out
+
+
+def _record_accuracy(out: accuracy.AccuracyOutcome, result: TrialResult, work: Path) -> None:
+    result.accuracy, result.accuracy_metric = out.value, out.metric
+    result.accuracy_source, result.accuracy_from = out.source, out.inherited_from
+    result.accuracy_low, result.accuracy_high = out.low, out.high
+    result.accuracy_good, result.accuracy_total = out.good, out.samples
+    result.accuracy_extras = dict(out.extras or {})
+    result.logs["accuracy/accuracy.txt"] = out.text + "\n"
+    if out.responses is not None:
+        result.logs[f"accuracy/{loadgen_logs.ACCURACY}"] = accuracy.accuracy_log(out.responses)
+        last = max(work.glob("accuracy*"), key=lambda d: d.stat().st_mtime, default=None)
+        if last is not None and (last / loadgen_logs.DETAIL).exists():
+            result.logs[f"accuracy/{loadgen_logs.DETAIL}"] = (last / loadgen_logs.DETAIL).read_text()
+    if out.note:
+        result.cause = "; ".join(c for c in (result.cause, out.note) if c)
 
 
 def _record_facts(cfg: TrialConfig, workload, variant, backend_cls, model_path: Path,

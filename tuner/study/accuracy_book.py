@@ -1,0 +1,128 @@
+"""The driver's accuracy book: accuracy belongs to the model and the runtime, not the device.
+
+An accuracy key names what decides a model's outputs: the workload (dataset and its
+count), the model parameters, the runtime, and the runtime knobs that may change outputs
+(every knob but the runtime's ``OUTPUT_INVARIANT_KNOBS``: thread counts, say). The platform
+is not part of it, so every platform study of a fleet, and every later run in the same run
+directory, shares what one trial measured.
+
+For each trial the book writes ``TrialConfig.accuracy`` (``tuner.worker.accuracy`` reads it):
+
+- the key was measured before, with an accuracy log on disk: inherit its figure after a
+  spot check (the first ``spot_check_samples`` responses in the fixed shuffled order must
+  be identical byte for byte);
+- another trial is measuring the key right now: ``HOLD`` (the driver submits the trial once
+  that one is recorded, so the fleet measures each key once);
+- else a sequential pass against the floor, paired with the study's fp32 reference when
+  its responses are on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import backends
+from experiments import loadgen_logs, sequential
+from tuner.trial import TrialConfig
+
+HOLD = "hold"
+MAX_PAIRED = 4096  # reference responses shipped with a trial, at most (sequential order)
+
+
+def accuracy_key(tcfg: TrialConfig) -> str:
+    try:
+        invariant = backends.get(tcfg.backend).OUTPUT_INVARIANT_KNOBS
+    except KeyError:  # a replayed table's runtime name
+        invariant = frozenset()
+    knobs = {k: v for k, v in sorted(tcfg.knobs.items()) if k not in invariant}
+    payload = json.dumps({"workload": tcfg.workload, "model": tcfg.model,
+                          "runtime": tcfg.backend, "knobs": knobs,
+                          "samples": tcfg.accuracy_sample_count}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class AccuracyBook:
+    def __init__(self, run_dir: Path, fidelity_cfg, rows: list[dict[str, Any]]):
+        self.run_dir = Path(run_dir)
+        self.sequential = bool(fidelity_cfg.sequential_accuracy)
+        self.share = bool(fidelity_cfg.share_accuracy)
+        self.confidence = float(fidelity_cfg.accuracy_confidence)
+        self.width = float(fidelity_cfg.accuracy_width)
+        self.spot_samples = int(fidelity_cfg.spot_check_samples)
+        self.known: dict[str, dict[str, Any]] = {}
+        self.inflight: dict[str, int] = {}  # key -> trial number measuring it
+        self._reference: dict[str, dict[str, Any]] = {}  # study -> best whole-set fp32 row
+        for row in rows:
+            self.observe(row)
+
+    # --- what was measured ---------------------------------------------------------
+    def observe(self, row: dict[str, Any]) -> None:
+        key = row.get("accuracy_key")
+        if key and self.inflight.get(key) is not None and row.get("accuracy_source") != "inherited":
+            self.inflight.pop(key, None)
+        if row.get("accuracy") is None or not key or not row.get("log_dir") \
+                or row.get("accuracy_source") not in ("measured", "estimated") \
+                or row.get("state") == "failed":
+            return
+        best = self.known.get(key)
+        if best is None or (row.get("accuracy_samples") or 0) > (best.get("accuracy_samples") or 0):
+            self.known[key] = row
+        if row.get("accuracy_source") == "measured" and _precision(row) == "fp32":
+            ref = self._reference.get(row["study"])
+            if ref is None or row["accuracy"] > ref["accuracy"]:
+                self._reference[row["study"]] = row
+
+    def release(self, key: str) -> None:
+        """A trial of ``key`` ended without a measurement: others may measure it."""
+        self.inflight.pop(key, None)
+
+    # --- how a trial measures ------------------------------------------------------
+    def plan(self, tcfg: TrialConfig, floor: float | None) -> dict[str, Any] | str:
+        key = accuracy_key(tcfg)
+        if self.share:
+            source = self.known.get(key)
+            spot = self._responses(source, self.spot_samples) if source else None
+            if spot:
+                return {"inherit": {"from": f"{source['study']}/{source['trial']}",
+                                    "accuracy": source["accuracy"],
+                                    "metric": source.get("accuracy_metric"),
+                                    "low": source.get("accuracy_low"),
+                                    "high": source.get("accuracy_high"), "spot": spot},
+                        **self._pass(tcfg, floor)}
+            if key in self.inflight:
+                return HOLD
+        self.inflight[key] = tcfg.trial
+        return self._pass(tcfg, floor)
+
+    def _pass(self, tcfg: TrialConfig, floor: float | None) -> dict[str, Any]:
+        plan: dict[str, Any] = {"sequential": self.sequential, "floor": floor,
+                                "confidence": self.confidence, "width": self.width}
+        ref = self._reference.get(tcfg.study)
+        if self.sequential and ref is not None:
+            responses = self._responses(ref, MAX_PAIRED)
+            if responses:
+                plan["reference"] = {"accuracy": ref["accuracy"], "responses": responses,
+                                     "from": f"{ref['study']}/{ref['trial']}"}
+        return plan
+
+    def _responses(self, row: dict[str, Any], limit: int) -> dict[str, str] | None:
+        """The row's first ``limit`` responses in the fixed shuffled order, as hex."""
+        path = self.run_dir / row["log_dir"] / "accuracy" / loadgen_logs.ACCURACY
+        if not path.is_file():
+            return None
+        logged = loadgen_logs.read_accuracy_log(path)
+        dataset = int(json.loads(row.get("system") or "{}").get("dataset_size") or len(logged))
+        cap = json.loads(row.get("config") or "{}").get("accuracy_sample_count")
+        total = min(dataset, int(cap)) if cap else dataset  # the order the pass used
+        count = row.get("accuracy_samples") or len(logged)
+        order = sequential.shuffled_order(total)[:min(limit, count)]
+        if not all(int(i) in logged for i in order):
+            return None
+        return {str(int(i)): logged[int(i)].hex() for i in order}
+
+
+def _precision(row: dict[str, Any]) -> str | None:
+    system = json.loads(row.get("system") or "{}")
+    return system.get("precision") or json.loads(row.get("params") or "{}").get("precision")
