@@ -1,5 +1,6 @@
-"""Trial records on real Parquet: append-friendly, never torn, clear about a disk that
-refuses writes, and the same rows as the single-file table of earlier versions."""
+"""Trial records on real Parquet: one file whole at every moment (read by pyarrow, pandas
+and DuckDB while a writer adds rows and after it is killed), clear about a disk that
+refuses writes, and the same rows as the layouts of earlier versions."""
 from __future__ import annotations
 
 import errno
@@ -39,7 +40,8 @@ def test_added_rows_read_back_as_the_single_file_table(tmp_path):
     rec = Records(tmp_path / "run")
     for i in range(7):
         rec.add(row(i))
-    assert not (tmp_path / "run" / records.FILENAME).exists()  # parts only, no rewrite
+    assert (tmp_path / "run" / records.FILENAME).is_file()  # the file, whole after each add
+    assert not (tmp_path / "run" / records.PARTS).exists()
     old = tmp_path / "old" / records.FILENAME
     old.parent.mkdir()
     pq.write_table(pa.Table.from_pylist([stored(i) for i in range(7)],
@@ -59,24 +61,39 @@ def test_a_run_of_the_old_single_file_layout_reads_and_grows(tmp_path):
     assert [r["trial"] for r in read(tmp_path).to_pylist()] == [0, 1, 2, 3]
 
 
-def test_flush_keeps_edits_and_compacts(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "COMPACT_EVERY", 4)
+def test_parts_of_an_earlier_version_are_read_and_folded_in(tmp_path):
+    """Earlier versions added rows as part files beside a compacted file; they read as
+    one table and the next write folds them into the file."""
+    records.write(tmp_path / records.FILENAME, [stored(i) for i in range(2)], compacted_through=3)
+    parts = tmp_path / records.PARTS
+    parts.mkdir()
+    for seq, i in ((3, 1), (4, 2), (5, 3)):  # part 3 is already in the file
+        pq.write_table(pa.Table.from_pylist([stored(i)], schema=records.SCHEMA),
+                       parts / f"part-{seq:09d}.parquet")
+    assert [r["trial"] for r in read(tmp_path).to_pylist()] == [0, 1, 2, 3]
     rec = Records(tmp_path)
-    for i in range(10):
+    rec.add(row(4))
+    assert list(parts.glob("part-*")) == []
+    assert [r["trial"] for r in pq.read_table(tmp_path / records.FILENAME).to_pylist()] == \
+        [0, 1, 2, 3, 4]
+
+
+def test_flush_keeps_edits_and_leaves_an_unchanged_file_alone(tmp_path):
+    rec = Records(tmp_path)
+    for i in range(3):
         rec.add(row(i))
-    parts = list((tmp_path / records.PARTS).glob("part-*"))
-    assert len(parts) < 4  # compacted along the way
-    assert [r["trial"] for r in read(tmp_path).to_pylist()] == list(range(10))
+    path = tmp_path / records.FILENAME
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    Records(tmp_path).flush()  # e.g. a command that failed on a finished run
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
     rec.rows[0]["cause"] = "edited"
     rec.flush()
     assert read(tmp_path).to_pylist()[0]["cause"] == "edited"
-    assert list((tmp_path / records.PARTS).glob("part-*")) == []
 
 
 WRITER = """
 import sys
 from experiments import records
-records.COMPACT_EVERY = 5
 rec = records.Records(sys.argv[1])
 i = len(rec.rows)
 while True:
@@ -86,10 +103,21 @@ while True:
 """
 
 
+def wait_for_rows(path: Path, more_than: int, timeout_s: float = 60.0) -> None:
+    """Until the writer (past its imports, which take a while on a busy machine) has added."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if path.exists() and pq.read_metadata(path).num_rows > more_than:
+            return
+        time.sleep(0.02)
+
+
 def test_killing_the_writer_mid_write_leaves_a_readable_table(tmp_path):
-    for delay in (0.9, 1.3, 1.7):  # three kills, each resuming the same run
+    trials = []
+    for delay in (0.05, 0.2, 0.45):  # three kills, each resuming the same run
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=ROOT)
         try:
+            wait_for_rows(tmp_path / records.FILENAME, len(trials))
             time.sleep(delay)
         finally:  # never leave the endless writer behind, whatever stops this test
             proc.send_signal(signal.SIGKILL)
@@ -145,7 +173,7 @@ def test_a_full_disk_is_a_clear_error_and_the_table_stays(tmp_path):
             rec.add(row(3, config="x" * 100_000))
         assert err.value.errno == errno.ENOSPC
         assert [r["trial"] for r in read(run).to_pylist()] == [0, 1, 2]
-        assert not [p for p in (run / records.PARTS).iterdir() if ".tmp" in p.name]
+        assert not [p for p in run.iterdir() if ".tmp" in p.name]
         filler.unlink()
         rec.add(row(4))  # room again: the unsaved row goes out with the next one
         assert [r["trial"] for r in read(run).to_pylist()] == [0, 1, 2, 3, 4]
@@ -162,3 +190,33 @@ def test_a_second_writer_after_a_flush_is_read_back(tmp_path):
     second.add(row(3))
     assert [r["trial"] for r in read(tmp_path).to_pylist()] == [0, 1, 2, 3]
     assert [r["trial"] for r in Records(tmp_path).rows] == [0, 1, 2, 3]
+
+
+def test_standard_tools_read_every_row_mid_run_and_after_a_kill(tmp_path):
+    """The documented path, trials.parquet, read by pyarrow, pandas and DuckDB while a
+    writer adds rows: always a whole prefix of the rows, growing; after a kill, all rows."""
+    pd = pytest.importorskip("pandas")
+    duckdb = pytest.importorskip("duckdb")
+    path = tmp_path / records.FILENAME
+    readers = {"pyarrow": lambda: pq.read_table(path).column("trial").to_pylist(),
+               "pandas": lambda: pd.read_parquet(path)["trial"].tolist(),
+               "duckdb": lambda: [t for (t,) in duckdb.sql(
+                   f"SELECT trial FROM '{path}'").fetchall()]}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=ROOT)
+    seen = {name: 0 for name in readers}
+    try:
+        wait_for_rows(path, 0)
+        for _ in range(20):
+            for name, reader in readers.items():
+                trials = reader()
+                assert trials == list(range(len(trials))), name  # whole: no gap, no double
+                assert len(trials) >= seen[name], name
+                seen[name] = len(trials)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert min(seen.values()) > 0
+    expected = [r["trial"] for r in read(tmp_path).to_pylist()]
+    assert expected == list(range(len(expected))) and len(expected) >= max(seen.values())
+    for name, reader in readers.items():
+        assert reader() == expected, name
