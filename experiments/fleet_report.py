@@ -13,10 +13,10 @@ from typing import Any
 
 from experiments import pareto
 from experiments.mlperf import REPLAY, SHORT
+from experiments.objectives import accuracy_title, metric_of, objective
 from experiments.plot_axes import log_latency_axis
 
 SEARCH_FIDELITIES = (SHORT, REPLAY)  # the fidelities a study's search records carry
-UNITS = {"latency_ms": "ms", "qps": "samples/s"}
 
 
 def platform_fronts(rows: list[dict[str, Any]]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
@@ -60,11 +60,12 @@ def write(run_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
     if len(fronts) < 2:
         return {}
     run_dir = Path(run_dir)
-    return {"fleet_png": _png(run_dir / "fleet.png", fronts),
-            "fleet_html": _html(run_dir / "fleet.html", fronts)}
+    metric = metric_of(r for _, front in fronts.values() for r in front)
+    return {"fleet_png": _png(run_dir / "fleet.png", fronts, metric),
+            "fleet_html": _html(run_dir / "fleet.html", fronts, metric)}
 
 
-def _png(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Path:
+def _png(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metric: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -85,8 +86,8 @@ def _png(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Pat
         panel.set_title(platform)
     for ax in axes[0]:
         speed = next(iter(fronts.values()))[0]
-        ax.set_xlabel(f"{speed} ({UNITS[speed]})")
-        ax.set_ylabel("top-1 accuracy")
+        ax.set_xlabel(objective(speed).axis_title())
+        ax.set_ylabel(accuracy_title(metric))
         if speed == "latency_ms":
             log_latency_axis(ax)
         ax.grid(True, alpha=0.3)
@@ -98,7 +99,7 @@ def _png(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Pat
     return path
 
 
-def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Path:
+def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metric: str) -> Path:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -108,8 +109,8 @@ def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Pa
             name=platform, line_shape="hv" if speed == "latency_ms" else "vh",
             text=[f"{r['backend']} {r['model']} (trial {r['trial']})" for r in front]))
     speed = next(iter(fronts.values()))[0]
-    fig.update_layout(title="Pareto fronts by platform", xaxis_title=f"{speed} ({UNITS[speed]})",
-                      yaxis_title="top-1 accuracy", xaxis_type="log" if speed == "latency_ms"
+    fig.update_layout(title="Pareto fronts by platform", xaxis_title=objective(speed).axis_title(),
+                      yaxis_title=accuracy_title(metric), xaxis_type="log" if speed == "latency_ms"
                       else "linear")
     platforms = list(fronts)
     head = "".join(f"<th>{html.escape(p)}</th>" for p in platforms)
@@ -120,8 +121,8 @@ def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Pa
             r = row[p]
             cells.append("<td>-</td>" if r is None else
                          f"<td>{html.escape(str(r['backend']))} {html.escape(str(r['model']))}"
-                         f"<br>{r[fronts[p][0]]:.4g} {UNITS[fronts[p][0]]}, top-1 "
-                         f"{r['accuracy']:.3f}</td>")
+                         f"<br>{r[fronts[p][0]]:.4g} {objective(fronts[p][0]).unit}, "
+                         f"{html.escape(metric)} {r['accuracy']:.3f}</td>")
         body.append(f"<tr><td>&ge; {row['accuracy']:.3f}</td>{''.join(cells)}</tr>")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>Fleet report</title>"
@@ -130,7 +131,7 @@ def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]]) -> Pa
         "<h1>Fleet report</h1>"
         + fig.to_html(full_html=False, include_plotlyjs=True)
         + "<h2>Best configuration per platform at each accuracy level</h2>"
-        + f"<table><tr><th>top-1 at least</th>{head}</tr>{''.join(body)}</table>"
+        + f"<table><tr><th>{html.escape(metric)} at least</th>{head}</tr>{''.join(body)}</table>"
         + "</body></html>")
     path.write_text(page)
     return path

@@ -1,11 +1,13 @@
 """Pareto reports from trial records: ``pareto.csv``, ``pareto.png``, ``pareto.html``, console.
 
-One section per study (a study is one platform's search). The HTML embeds plotly.js, so it
-opens offline; the PNG is matplotlib with the Agg backend, so it renders on a headless node.
+One section per study (a study is one platform's search). The HTML (``report_html``) embeds
+plotly.js, so it opens offline; the PNG is matplotlib with the Agg backend, so it renders on
+a headless node. Axes and tables name the run's own accuracy metric (records'
+``accuracy_metric``: top1, mAP, AUC) and speed objective (``experiments.objectives``).
 A study's search rows are its short runs, or the replayed or published rows of a replay
 or an import; ``compare=`` draws other runs' fronts (e.g. published results) beside it.
 Every string in the HTML that came from a config, a model file name or an imported tree
-is escaped (``_esc``): a model folder may be named anything.
+is escaped: a model folder may be named anything.
 """
 from __future__ import annotations
 
@@ -16,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from experiments import compare as comparing
-from experiments import fleet_report, pareto
+from experiments import fleet_report, pareto, report_html
+from experiments.objectives import accuracy_title, metric_of, objective
 from experiments.plot_axes import log_latency_axis
 from experiments.records import read
 
 CSV_COLUMNS = ["study", "platform", "trial", "fidelity", "backend", "model", "scenario",
-               "latency_ms", "p90_latency_ms", "qps", "accuracy", "node", "params", "log_dir"]
-SPEED_LABEL = {"latency_ms": "latency (ms, lower is better)",
-               "qps": "throughput (samples/s, higher is better)"}
+               "latency_ms", "p90_latency_ms", "qps", "accuracy", "accuracy_metric", "node",
+               "params", "log_dir"]
 # Re-measurements beside the search's short runs (tuner.commands.promote): drawn with their own
 # markers, only where their scenario is the study's (other scenarios' figures are not
 # comparable on one axis) and listed in full in a table.
@@ -32,7 +34,6 @@ REMEASURED_STYLE = {
     "compliant-reduced": dict(c="yellowgreen", marker="*", s=110, edgecolors="gray"),
     "reproduce": dict(c="tab:purple", marker="D", s=40, alpha=0.7),
 }
-PLOTLY_SYMBOL = {"compliant": "star", "compliant-reduced": "star-open", "reproduce": "diamond"}
 PROMOTED_COLUMNS = ["trial", "fidelity", "scenario", "state", "backend", "model", "latency_ms",
                     "p90_latency_ms", "qps", "accuracy", "valid", "node", "log_dir"]
 
@@ -105,17 +106,22 @@ def write_csv(path: Path, front: dict[str, list[dict[str, Any]]]) -> Path:
     return path
 
 
-def _label(row: dict[str, Any]) -> str:
-    """Hover text of a point in the HTML: escaped (plotly renders it as markup)."""
-    return _esc(f"#{row['trial']} {row['backend']} {row['model']}")
-
-
 OTHER_COLOURS = ["tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"]
-PLOTLY_OTHER = ["seagreen", "mediumpurple", "sienna", "olive", "teal"]
 
 
 def _other_fronts(others, group: list[dict[str, Any]], speed: str):
     return comparing.matching(others or [], group[0]["platform"], speed)
+
+
+PNG_MARKERS = {"fp32": "o", "fp16": "D", "int8": "s"}  # as the HTML's shapes
+
+
+def _by_runtime_precision(rows: list[dict[str, Any]], state: str) -> dict[tuple, list]:
+    out: dict[tuple, list] = {}
+    for r in rows:
+        if r["state"] == state:
+            out.setdefault((str(r["backend"]), report_html.precision(r)), []).append(r)
+    return dict(sorted(out.items()))
 
 
 def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
@@ -130,17 +136,19 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
                              squeeze=False)
     for ax, (name, group) in zip(axes[0], groups.items()):
         speed = group[0]["objective"]
-        measured = [r for r in searched(group) if r[speed] is not None
-                    and r["accuracy"] is not None]
+        measured = report_html.plottable(searched(group), speed)
         for fidelity, pts in _plottable(group, speed).items():
             ax.scatter([r[speed] for r in pts], [r["accuracy"] for r in pts], zorder=5,
                        label=f"{fidelity} ({len(pts)})",
                        **REMEASURED_STYLE.get(fidelity, dict(marker="s")))
-        for state, style in (("complete", dict(c="tab:blue", marker="o", alpha=0.5)),
-                             ("infeasible", dict(c="tab:gray", marker="x", alpha=0.6))):
-            pts = [r for r in measured if r["state"] == state]
-            ax.scatter([r[speed] for r in pts], [r["accuracy"] for r in pts],
-                       label=f"{state} ({len(pts)})", **style)
+        runtimes = sorted({str(r["backend"]) for r in measured})
+        for (runtime, prec), pts in _by_runtime_precision(measured, "complete").items():
+            ax.scatter([r[speed] for r in pts], [r["accuracy"] for r in pts], alpha=0.7,
+                       c=report_html.colour(runtime, runtimes), label=f"{runtime} {prec}",
+                       marker=PNG_MARKERS.get(prec, "^"))
+        pts = [r for r in measured if r["state"] != "complete"]
+        ax.scatter([r[speed] for r in pts], [r["accuracy"] for r in pts], c="tab:gray",
+                   marker="x", alpha=0.6, label=f"infeasible ({len(pts)})")
         best = front.get(name, [])
         if best:
             ax.plot([r[speed] for r in best], [r["accuracy"] for r in best], "-o", c="tab:red",
@@ -159,11 +167,12 @@ def write_png(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
         short = searched(group)
         failed = sum(r["state"] == "failed" for r in short)
         # infeasible without figures: INVALID runs, replayed points not in the table
-        blank = sum(r["state"] == "infeasible" and r[speed] is None for r in short)
+        drawn = {id(r) for r in measured}
+        blank = sum(r["state"] == "infeasible" and id(r) not in drawn for r in short)
         ax.set_title(f"{name}  ({len(short)} trials, {failed} failed"
                      + (f", {blank} infeasible without figures)" if blank else ")"))
-        ax.set_xlabel(SPEED_LABEL[speed])
-        ax.set_ylabel("top-1 accuracy (LoadGen accuracy run)")
+        ax.set_xlabel(f"{objective(speed).axis_title()}\n{report_html.scenario_note(group, speed)}")
+        ax.set_ylabel(f"{accuracy_title(metric_of(group))}, LoadGen accuracy run")
         if speed == "latency_ms":
             log_latency_axis(ax)
         ax.grid(True, alpha=0.3)
@@ -181,50 +190,22 @@ def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
     sections = []
     first = True
     for name, group in studies(rows).items():
-        speed = group[0]["objective"]
-        fig = go.Figure()
-        for state, symbol in (("complete", "circle"), ("infeasible", "x")):
-            pts = [r for r in searched(group) if r["state"] == state and r[speed] is not None
-                   and r["accuracy"] is not None]
-            fig.add_trace(go.Scatter(
-                x=[r[speed] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
-                name=state, marker=dict(symbol=symbol, size=9, opacity=0.6),
-                text=[f"{_label(r)}<br>{_esc(r['params'])}<br>{_esc(r['cause'])}"
-                      for r in pts], hoverinfo="text+x+y"))
-        best = front.get(name, [])
-        fig.add_trace(go.Scatter(
-            x=[r[speed] for r in best], y=[r["accuracy"] for r in best], mode="lines+markers",
-            name="Pareto front", line=dict(color="crimson", shape="hv"),
-            marker=dict(size=11, color="crimson"),
-            text=[_label(r) for r in best], hoverinfo="text+x+y"))
-        for fidelity, pts in _plottable(group, speed).items():
-            fig.add_trace(go.Scatter(
-                x=[r[speed] for r in pts], y=[r["accuracy"] for r in pts], mode="markers",
-                name=fidelity, marker=dict(symbol=PLOTLY_SYMBOL.get(fidelity, "square"), size=15,
-                                           line=dict(width=1, color="black")),
-                text=[f"{_label(r)} [{_esc(fidelity)}] {'VALID' if r['valid'] else 'INVALID'}"
-                      for r in pts], hoverinfo="text+x+y"))
-        beside = _other_fronts(others, group, speed)
-        for colour, other in zip(PLOTLY_OTHER * 4, beside):
-            fig.add_trace(go.Scatter(
-                x=[r[speed] for r in other.rows], y=[r["accuracy"] for r in other.rows],
-                mode="lines+markers", name=_esc(f"{other.label} front"),
-                line=dict(color=colour, shape="hv", dash="dash"),
-                marker=dict(size=8, color=colour, symbol="square"),
-                text=[_label(r) for r in other.rows], hoverinfo="text+x+y"))
-        short = searched(group)
-        fig.update_layout(title=_esc(f"{name}: {len(short)} trials"), xaxis_title=SPEED_LABEL[speed],
-                          yaxis_title="top-1 accuracy", height=480,
-                          xaxis_type="log" if speed == "latency_ms" else "linear")
+        speed, metric = group[0]["objective"], metric_of(group)
+        best, beside = front.get(name, []), _other_fronts(others, group, speed)
+        fig = report_html.study_figure(name, group, searched(group), best,
+                                       _plottable(group, speed), beside, go)
         plot = fig.to_html(full_html=False, include_plotlyjs=True if first else False)
         first = False
         again = remeasured(group)
         promoted = (f"<h3>Re-measured (promoted to compliant runs, reproduced)</h3>"
                     f"{_table(again, PROMOTED_COLUMNS)}" if again else "")
-        compared = "".join(f"<h3>Compared: {_esc(o.label)}</h3>{_front_table(o.rows, speed)}"
-                           for o in beside)
-        sections.append(f"<h2>{_esc(name)}</h2>{plot}{_front_table(best, speed)}{promoted}"
-                        f"{compared}")
+        compared = "".join(f"<h3>Compared: {_esc(o.label)}</h3>"
+                           f"{report_html.front_table(o.rows, metric, speed)}" for o in beside)
+        note = (f"<p>Scenario and speed: {_esc(report_html.scenario_note(group, speed))} "
+                f"(mlperf_log_detail.txt). Accuracy: {_esc(metric)} from LoadGen's accuracy "
+                f"log. Hover a point for its runtime, model, knobs, figures and cause.</p>")
+        sections.append(f"<h2>{_esc(name)}</h2>{note}{plot}"
+                        f"{report_html.front_table(best, metric, speed)}{promoted}{compared}")
     failed = [r for r in rows if r["state"] != "complete"]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>tuner: Pareto report</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
@@ -237,14 +218,6 @@ LoadGen's figures (mlperf_log_detail.txt); accuracy is from LoadGen's accuracy l
 </body></html>"""
     path.write_text(doc)
     return path
-
-
-def _front_table(rows: list[dict[str, Any]], speed: str) -> str:
-    head = ["trial", "backend", "model", speed, "accuracy", "node", "params"]
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt(r.get(c)))}</td>" for c in head) + "</tr>"
-        for r in rows)
-    return ("<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in head) + f"</tr>{body}</table>")
 
 
 def _cause_table(rows: list[dict[str, Any]]) -> str:
@@ -279,7 +252,7 @@ def print_fronts(rows: list[dict[str, Any]], console=None) -> None:
             continue
         speed = best[0]["objective"]
         table = Table(title=f"Pareto front: {name} ({len(best)} configurations)")
-        for col in ("trial", "backend", "model", speed, "accuracy"):
+        for col in ("trial", "backend", "model", speed, metric_of(best)):
             table.add_column(col, no_wrap=True)
         table.add_column("knobs", overflow="fold")
         for r in best:

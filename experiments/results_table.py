@@ -17,7 +17,7 @@ from experiments.mlperf import (MULTISTREAM_SAMPLES_PER_QUERY, SCENARIO_NAMES, S
                                 scenario_from_folder)
 
 TABLE_COLUMNS = ["division", "submitter", "system", "model", "benchmark", "scenario", "metric",
-                 "value", "unit", "accuracy", "valid", "inferred_from"]
+                 "value", "unit", "accuracy", "accuracy_metric", "valid", "inferred_from"]
 
 
 def headline(perf: DetailLog, scenario: str) -> tuple[float | None, str | None]:
@@ -61,7 +61,8 @@ def results_table(root: str | Path) -> list[dict[str, Any]]:
                     "model": model.name, "benchmark": benchmark_of(model.name, mapping) or "",
                     "scenario": scenario, "metric": metric,
                     "value": None if value is None else round(value, 4), "unit": unit,
-                    "accuracy": None if acc is None else acc[0],
+                    "accuracy": None if acc is None else acc.percent,
+                    "accuracy_metric": None if acc is None else acc.metric,  # top1 | mAP | AUC
                     "valid": perf.get("result_validity"), "inferred_from": inferred or ""})
     order = list(SCENARIO_NAMES)  # SingleStream, MultiStream, Offline, Server
     return sorted(out, key=lambda r: (r["division"], r["submitter"], r["system"], r["model"],
@@ -80,13 +81,14 @@ def write_table(rows: list[dict[str, Any]], out_dir: str | Path) -> tuple[Path, 
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    head = ["system", "model", "scenario", "result", "accuracy (top-1 %)", "validity", "note"]
+    head = ["system", "model", "scenario", "result", "accuracy (%)", "validity", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         value = "-" if r["value"] is None else f"{r['value']:.4g} {r['unit']}"
         note = f"inferred from {r['inferred_from']}" if r["inferred_from"] else ""
         lines.append("| " + " | ".join([
             r["system"], f"{r['model']} ({r['benchmark']})", r["scenario"],
-            f"{value} ({r['metric']})", "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}",
+            f"{value} ({r['metric']})",
+            "-" if r["accuracy"] is None else f"{r['accuracy']:.3f} {r.get('accuracy_metric') or ''}".strip(),
             str(r["valid"]), note]) + " |")
     return "\n".join(lines)
