@@ -16,7 +16,7 @@ from backends.base import TensorSpec
 from workloads.click_logs import WORKLOAD
 from workloads.click_logs.data import VOCAB, ClickModel
 from workloads.click_logs.model import DIMS, PRECISIONS, build_onnx
-from workloads.click_logs.task import QUANTILE_FILE, PairResponder, read_quantile, user_offsets
+from workloads.click_logs.task import QUANTILE, PairResponder, read_quantile, user_offsets
 from workloads.click_logs.workload import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_click_model_is_learnable_stable_and_deterministic():
 def test_quantile_copy_equals_mlperf_file():
     if not (SHARED / "dist_quantile.txt").is_file():
         pytest.skip("../shared/mlperf is not present")
-    assert np.array_equal(read_quantile(QUANTILE_FILE), read_quantile(SHARED / "dist_quantile.txt"))
+    assert read_quantile(SHARED / "dist_quantile.txt").tolist() == list(QUANTILE)
 
 
 def test_user_blocks_follow_mlperf_reference():
@@ -223,6 +223,7 @@ def test_score_refuses_a_response_of_the_wrong_size(small):
         small.score({})
 
 
+@pytest.mark.slow  # TVM's import and compile take 5-20 s on a shared 2-core host
 def test_tvm_imports_and_agrees(small):
     tvm = pytest.importorskip("tvm")
     from tvm import relax
