@@ -233,6 +233,16 @@ class DlrmWorkload(Workload):
     def pair_count(self) -> int:
         return int(self.user_offsets[-1])
 
+    @property
+    def pairs_per_sample(self) -> float:
+        """Mean pairs per user: samples/s x this = pairs/s (MLPerf counts users)."""
+        return self.pair_count / self.total_sample_count
+
+    def samples_per_batch(self, batch_size: int) -> int:
+        """Users per responder call for a batch of ``batch_size`` pairs (the knob's unit
+        here), for a harness that groups samples before calling the responder."""
+        return max(1, round(int(batch_size) / self.pairs_per_sample))
+
     def load_samples(self, indices: Sequence[int], variant: Variant) -> list[User]:
         o = self.user_offsets
         return [User(int(i), self.dense[o[i]:o[i + 1]], self.sparse[o[i]:o[i + 1]],
