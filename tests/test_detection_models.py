@@ -1,0 +1,101 @@
+"""The shipped digit-canvas detectors: the ONNX and LiteRT graphs built from the weights
+agree, int8 stays close to fp32, and the mAP on the first validation canvases is what a
+trained detector gives (the whole-set figures are in assets/manifest.json)."""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+from backends.base import TensorSpec
+from workloads.digit_canvases import data, model as det
+from workloads.digit_canvases.workload import DigitCanvasesWorkload
+
+WIDTH, RES = 1.0, 64  # the cheapest shipped variant that detects well
+COUNT = 60
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    if not det.weights_path(WIDTH).exists():
+        pytest.skip("detector weights not shipped")
+    return DigitCanvasesWorkload(cache_dir=tmp_path_factory.mktemp("cache"), count=COUNT)
+
+
+def _ort(path):
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda feeds: sess.run(None, feeds)
+
+
+def _litert(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=1)
+    d = interp.get_input_details()[0]
+    outs = {o["name"]: o["index"] for o in interp.get_output_details()}
+
+    def predict(feeds):
+        x = feeds["image"]
+        interp.resize_tensor_input(d["index"], list(x.shape))
+        interp.allocate_tensors()
+        interp.set_tensor(d["index"], x)
+        interp.invoke()
+        return [interp.get_tensor(outs["logits"]), interp.get_tensor(outs["boxes"])]
+
+    return predict
+
+
+def _map(workload, variant, predict, nhwc=False):
+    shape = (1, RES, RES, 1) if nhwc else (1, 1, RES, RES)
+    respond = workload.responder(variant, predict, [TensorSpec("image", shape, np.dtype("float32"))], 1)
+    responses = {}
+    for s in workload.load_samples(range(COUNT), variant):
+        (addr, n), = respond([s])
+        responses[s.index] = ctypes.string_at(addr, n) if n else b""
+    return workload.score(responses)
+
+
+def test_onnx_and_tflite_fp32_agree(workload):
+    v = workload.variant(width=WIDTH, resolution=RES)
+    x = data.preprocess(workload.canvases.images[:4], RES)
+    boxes, logits = _ort(workload.model_file(v, "onnx"))({"image": x})
+    lite_logits, lite_boxes = _litert(workload.model_file(v, "tflite"))(
+        {"image": x.reshape(4, RES, RES, 1)})
+    assert boxes.shape == (4, len(det.anchors(RES)), 4)
+    assert np.allclose(lite_boxes, boxes, atol=1e-4) and np.allclose(lite_logits, logits, atol=1e-4)
+    fp32 = _map(workload, v, _ort(workload.model_file(v, "onnx")))
+    assert fp32.value > 0.2 and fp32.extras["AP50"] > 0.4
+    assert _map(workload, v, _litert(workload.model_file(v, "tflite")), nhwc=True).value == \
+        pytest.approx(fp32.value, abs=0.005)
+
+
+def test_int8_models_stay_close(workload):
+    fp32 = _map(workload, workload.variant(width=WIDTH, resolution=RES),
+                _ort(workload.model_file(workload.variant(width=WIDTH, resolution=RES))))
+    v = workload.variant(width=WIDTH, resolution=RES, precision="int8")
+    ort_int8 = _map(workload, v, _ort(workload.model_file(v, "onnx")))
+    lite_int8 = _map(workload, v, _litert(workload.model_file(v, "tflite")), nhwc=True)
+    assert abs(ort_int8.value - fp32.value) < 0.05 and abs(lite_int8.value - fp32.value) < 0.05
+
+
+def test_knobs_trade_detections_for_speed(workload):
+    """A higher score threshold and fewer detections answer fewer records."""
+    loose = workload.variant(width=WIDTH, resolution=RES, score_threshold=0.05)
+    tight = workload.variant(width=WIDTH, resolution=RES, score_threshold=0.5, max_detections=2)
+    predict = _ort(workload.model_file(loose))
+    sizes = []
+    for v in (loose, tight):
+        respond = workload.responder(v, predict, [TensorSpec("image", (1, 1, RES, RES),
+                                                             np.dtype("float32"))], 4)
+        sizes.append(sum(n for _, n in respond(workload.load_samples(range(4), v))))
+    assert sizes[0] > sizes[1] > 0 and sizes[1] <= 4 * 2 * 28
+
+
+def test_digit_pool_is_the_digits_split():
+    from workloads import digits_data
+
+    pool, split = data._digit_pool(), digits_data.load_split()
+    assert all(np.array_equal(pool[k], split[k]) and pool[k].dtype == split[k].dtype for k in split)
