@@ -6,6 +6,8 @@
     python -m tuner.node status [--json]
     python -m tuner.node env [--address HOST:PORT]      # shell exports for a driver
     python -m tuner.node stop [--id ID ...] [--grace S] [--json]
+    python -m tuner.node doctor [--address HOST:PORT | --head-ray V --head-python V] ...
+    python -m tuner.node extras [--spec PATH]         # pip extras of this platform's runtimes
 
 Each node gets the labels and resources ``labels`` names (platform, arch, agent id, usable
 cores, accelerator kinds; ``dut_``/``platform_``/``runtime_`` resources). All of Ray's
@@ -26,6 +28,7 @@ Modules, one job each:
     labels     label/resource names       auth       tokens; ``prepare_driver`` for drivers
     offer      CPUs/runtimes/accelerators ray_start  the ``ray start`` command and launch
     lifecycle  start / stop / status      cli        ``python -m tuner.node``
+    doctor     checks before joining: the head's Ray and Python, LoadGen, runtimes
 
 The names below are imported on first use, so that a driver importing ``tuner.node.auth``
 does not load the rest of the agent.

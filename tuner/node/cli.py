@@ -42,6 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--token-file", help="file holding the cluster auth token")
     s.add_argument("--no-auth", action="store_true", help="RAY_AUTH_MODE=disabled")
     s.add_argument("--timeout", type=float, default=180.0, help="seconds for `ray start`")
+    s.add_argument("--no-doctor", action="store_true",
+                   help="skip the checks before `ray start` (see `doctor`)")
+    s.add_argument("--strict", action="store_true",
+                   help="refuse to join unless every doctor check passes (runtimes included)")
+    d = sub.add_parser("doctor", help="check, before joining, that this node matches the head "
+                                      "(Ray, Python) and that LoadGen and the platform's runtimes "
+                                      "import; one line per problem, exit 1")
+    d.add_argument("--address", help="HOST:PORT of the head's GCS: its versions are read there")
+    d.add_argument("--head-ray", help="the head's Ray version, instead of reading it")
+    d.add_argument("--head-python", help="the head's Python version (3.11.7), instead of reading it")
+    d.add_argument("--platform", help="as for start: the platform whose runtimes are expected")
+    d.add_argument("--runtimes", help="as for start: expect only these of the platform's runtimes")
+    d.add_argument("--token-file", help="file holding the cluster auth token")
+    d.add_argument("--no-auth", action="store_true", help="the head runs without auth")
+    d.add_argument("--json", action="store_true")
+    x = sub.add_parser("extras", help="the pip extras this node's platform needs (litert,tvm)")
+    x.add_argument("--platform", help="this platform instead of the detected one")
+    x.add_argument("--spec", metavar="PATH",
+                   help="print a requirement for pip instead: PATH[litert,tvm] (PATH alone if none)")
     st = sub.add_parser("status", help="facts and the nodes this agent started here")
     st.add_argument("--json", action="store_true")
     e = sub.add_parser("env", help="shell exports for a driver (RAY_ADDRESS and auth)")
@@ -83,13 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "start":
         try:
             record = start(args)
-        except ValueError as exc:  # bad --platform, --cpus, --runtimes, --accelerators
+        except ValueError as exc:  # bad --platform, --cpus, --runtimes, --accelerators;
+            # a node the doctor refuses (another Ray or Python than the head's, no LoadGen)
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(json.dumps(record, indent=1))
         print(f"started {record['role']} {record['id']} (platform={record['platform']}) at "
               f"{record['address']}; driver env: python -m tuner.node env --address "
               f"{record['address']}", file=sys.stderr)
+    elif args.cmd in ("doctor", "extras"):
+        from tuner.node.doctor import main as doctor_main
+
+        try:
+            return doctor_main(args)
+        except ValueError as exc:  # a bad --platform
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     elif args.cmd == "status":
         info = status()
         if args.json:

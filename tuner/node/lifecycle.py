@@ -5,6 +5,7 @@ import argparse
 import os
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from tuner.fleet import platforms
 from tuner.node import labels as names
 from tuner.node.auth import apply_env, auth_env, resolve_auth
+from tuner.node.doctor import diagnose
 from tuner.node.offer import accelerator_kinds, apply_offer, offered_runtimes
 from tuner.node.ports import DEFAULT_GCS_PORT, pick_ports, port_free
 from tuner.node.procs import all_procs, cmd_arg, node_targets, read_proc, role, session_procs
@@ -56,6 +58,16 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     auth = resolve_auth(head=args.head, no_auth=args.no_auth, token=args.token,
                         token_file=args.token_file, agent_id=agent_id, directory=directory,
                         address=address)
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)
+    apply_env(auth_env(auth), env)
+    if not getattr(args, "no_doctor", False):
+        try:
+            preflight(facts, address, args.runtimes, env, strict=getattr(args, "strict", False))
+        except ValueError:
+            if auth["owns_token"]:
+                Path(auth["token_path"]).unlink(missing_ok=True)
+            raise
     Path(temp_dir).mkdir(parents=True, exist_ok=True)
     node_labels = names.node_labels(platform=facts.platform, arch=facts.arch, agent_id=agent_id,
                                     cores=len(cpus), accelerators=accelerator_kinds(facts))
@@ -68,9 +80,6 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         num_gpus=args.num_gpus, node_ip=args.node_ip_address,
         object_store_memory=args.object_store_memory, dashboard=args.dashboard,
         autoscaling_config=args.autoscaling_config)
-    env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
-    apply_env(auth_env(auth), env)
 
     log_path = record_path(agent_id, directory, ".log")
     record: dict[str, Any] = {
@@ -119,6 +128,21 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
     })
     save_record(record, directory)
     return record
+
+
+def preflight(facts: platforms.NodeFacts, address: str | None, runtimes: str | None,
+              env: dict[str, str], strict: bool = False) -> None:
+    """The doctor's checks before ``ray start``: a version or LoadGen problem refuses to
+    join (ValueError, one line: Ray's own refusal is a traceback in the node's log); a
+    runtime the platform expects but the node lacks is a warning, a refusal if ``strict``."""
+    bad = [f for f in diagnose(facts, address=address, offered=runtimes, env=env) if not f.ok]
+    refused = [f for f in bad if f.fatal or strict]
+    for finding in bad:
+        if finding is not (refused[0] if refused else None):
+            print(f"{'error' if finding in refused else 'warning'}: {finding.line}",
+                  file=sys.stderr)
+    if refused:
+        raise ValueError(refused[0].line)
 
 
 def stop(ids: list[str] | None = None, grace: float = 30.0, forget: bool = False,
