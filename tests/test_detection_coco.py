@@ -230,3 +230,29 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="dataset_dir"):
         CocoWorkload.check({"dataset_dir": "???", "models": {}})
     assert CocoWorkload.model_choices({"models": {"a": 1, "b": 2}})["model"] == ("a", "b")
+
+
+def test_tflite_detect_outputs_by_name_with_0_based_classes():
+    """detect.tflite: float input in [-1, 1], outputs fetched by name, class + 1 = COCO id."""
+    from backends.base import TensorSpec
+    from workloads.coco import CocoResponder, CocoSample
+    from workloads.digit_canvases.postprocess import records
+
+    seen = {}
+
+    def predict(feeds):
+        seen["x"] = feeds["input"]
+        boxes = np.array([[[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 0.2, 0.2]]], np.float32)
+        # shuffled order: scores, count, boxes, classes
+        return [np.array([[0.8, 0.3]], np.float32), np.array([2.0], np.float32), boxes,
+                np.array([[0.0, 89.0]], np.float32)]
+
+    spec = TensorSpec("input", (1, 300, 300, 3), np.dtype(np.float32))
+    r = CocoResponder(predict, spec, "tflite_ssd", (0.5, None, None), 300)
+    r.output_names = ["TFLite_Detection_PostProcess:2", "TFLite_Detection_PostProcess:3",
+                      "TFLite_Detection_PostProcess", "TFLite_Detection_PostProcess:1"]
+    img = np.full((300, 300, 3), 255, np.uint8)
+    (addr, n), = r([CocoSample(5, img, 480, 640)])
+    assert seen["x"].dtype == np.float32 and seen["x"].max() == 1.0
+    rec = records(ctypes.string_at(addr, n))
+    assert rec.shape == (1, 7) and rec[0, 0] == 5 and rec[0, 6] == 1 and rec[0, 5] == pytest.approx(0.8)

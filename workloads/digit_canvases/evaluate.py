@@ -69,14 +69,21 @@ def variant_map(workload: DigitCanvasesWorkload, variant, runtime: str) -> dict[
             "ms_per_image_batched": round(ms, 2)}
 
 
-def evaluate(runtimes=("onnxruntime", "litert"), write: bool = True) -> dict:
+def evaluate(runtimes=("onnxruntime", "litert"), write: bool = True,
+             widths=WIDTHS) -> dict:
+    """Every variant of ``widths`` on ``runtimes``; rows of other widths already in the
+    manifest are kept (so one retrained width is re-measured alone)."""
     workload = DigitCanvasesWorkload()
+    path = det.ASSETS / "manifest.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
     manifest: dict = {"dataset": f"digit canvases, {data.VAL_COUNT} validation canvases "
                                  f"(held-out digits), seed {data.SEED}",
                       "knobs": "score_threshold 0.05, nms_iou 0.5, max_detections 100"}
     for runtime in runtimes:
         rows = manifest.setdefault(runtime, {})
-        for width in WIDTHS:
+        rows.update({k: v for k, v in old.get(runtime, {}).items()
+                     if not any(k.startswith(f"ssd_digits_w{w}_") for w in widths)})
+        for width in widths:
             if not det.weights_path(width).exists():
                 continue
             for res in RESOLUTIONS:
@@ -85,17 +92,20 @@ def evaluate(runtimes=("onnxruntime", "litert"), write: bool = True) -> dict:
                     key = f"ssd_digits_w{width}_r{res}_{precision}"
                     rows[key] = variant_map(workload, v, runtime)
                     print(f"  {runtime} {key}: {rows[key]}", flush=True)
+    for runtime in runtimes:  # a stable order, whatever was re-measured
+        manifest[runtime] = dict(sorted(manifest[runtime].items()))
     if write:
-        (det.ASSETS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtimes", nargs="*", default=["onnxruntime", "litert"])
+    parser.add_argument("--widths", type=float, nargs="*", default=list(WIDTHS))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    evaluate(tuple(args.runtimes), write=not args.no_write)
+    evaluate(tuple(args.runtimes), write=not args.no_write, widths=tuple(args.widths))
 
 
 if __name__ == "__main__":
