@@ -126,14 +126,19 @@ class DigitCanvasesWorkload(Workload):
         if extra:
             raise ValueError(f"digit_canvases workload: unknown config key(s) {sorted(extra)}; "
                              "known: count")
-        if count is not None and not 1 <= int(count) <= data.VAL_COUNT:
-            raise ValueError(f"digit_canvases workload: count {count}; 1..{data.VAL_COUNT}")
+        self.check({"count": count})
         self.count = data.VAL_COUNT if count is None else int(count)
         self._canvases: data.Canvases | None = None
         self._gt = None
         self._inputs: dict[int, np.ndarray] = {}
 
     # --- facts read without building the workload ----------------------------------------
+    @classmethod
+    def check(cls, cfg: Mapping[str, Any]) -> None:
+        count = cfg.get("count")
+        if count is not None and not 1 <= int(count) <= data.VAL_COUNT:
+            raise ValueError(f"digit_canvases workload: count {count}; 1..{data.VAL_COUNT}")
+
     @classmethod
     def model_choices(cls, cfg: Mapping[str, Any]) -> dict[str, tuple | None]:
         return {"width": WIDTHS, "resolution": RESOLUTIONS, "precision": PRECISIONS,
