@@ -3,8 +3,8 @@
 ``trials.parquet`` is whole at every moment: each ``add`` rewrites the file (a temporary
 name, then an atomic rename), so DuckDB (``FROM 'runs/x/trials.parquet'``), pandas and
 pyarrow read every row recorded so far, during a run and after a killed one, from that one
-path. The rewrite costs some 10-20 ms at 1000 rows (zstd; README "Trial records"), small
-beside a trial. Earlier versions added rows as part files in ``trials.parquet.d/``; ``read``
+path. The rewrite costs some 25-35 ms per add up to 1000 rows on a 2-core machine (README
+"Reading the records"), small beside a trial. Earlier versions added rows as part files in ``trials.parquet.d/``; ``read``
 still merges those, and the first write folds them into the file (its schema metadata
 names the last part it holds, so a writer killed before removing them never counts a row
 twice).
@@ -105,6 +105,8 @@ class Records:
             table = pa.Table.from_pylist(self.rows, schema=SCHEMA)
         else:
             table = pa.concat_tables([table, pa.Table.from_pylist([row], schema=SCHEMA)])
+            if table.column(0).num_chunks > 32:  # a chunk per row makes the write crawl
+                table = table.combine_chunks()
         self._save(table)
 
     def find(self, study: str, trial: int, fidelity: str = "short") -> dict[str, Any] | None:
