@@ -129,7 +129,7 @@ def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metri
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px}</style></head><body>"
         "<h1>Fleet report</h1>"
-        + fig.to_html(full_html=False, include_plotlyjs=True)
+        + fig.to_html(full_html=False, include_plotlyjs=True, div_id="fleet")  # same rows, same page
         + "<h2>Best configuration per platform at each accuracy level</h2>"
         + f"<table><tr><th>{html.escape(metric)} at least</th>{head}</tr>{''.join(body)}</table>"
         + "</body></html>")

@@ -194,7 +194,9 @@ def write_html(path: Path, rows: list[dict[str, Any]], front: dict[str, list],
         best, beside = front.get(name, []), _other_fronts(others, group, speed)
         fig = report_html.study_figure(name, group, searched(group), best,
                                        _plottable(group, speed), beside, go)
-        plot = fig.to_html(full_html=False, include_plotlyjs=True if first else False)
+        # a fixed div id (plotly's default is random): the same records, the same page
+        plot = fig.to_html(full_html=False, include_plotlyjs=True if first else False,
+                           div_id=f"pareto-{len(sections)}")
         first = False
         again = remeasured(group)
         promoted = (f"<h3>Re-measured (promoted to compliant runs, reproduced)</h3>"
