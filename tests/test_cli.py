@@ -84,3 +84,82 @@ def test_a_data_error_at_start_is_one_line_and_exit_2(tmp_path, cache_dir):
     assert "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert "val_map.txt" in line or "m.onnx" in line
+
+
+def _table(path):
+    """A small table of records to replay: a finished run made in seconds."""
+    import json
+
+    from experiments.records import FILENAME, write
+
+    rows = [{"study": "t.rpi4", "trial": i, "state": "complete", "fidelity": "short",
+             "platform": "rpi4", "node": "n1", "backend": "litert", "model": "m",
+             "scenario": "SingleStream", "objective": "latency_ms",
+             "params": json.dumps({"family": "mobilenet-v1", "width": w, "backend": "litert",
+                                   "litert.num_threads": 1}),
+             "latency_ms": 5.0 + i, "p90_latency_ms": 5.0 + i, "accuracy": 0.7 + i / 10,
+             "valid": True, "log_dir": "trials/x", "system": json.dumps({"precision": "fp32"}),
+             "config": json.dumps({"model": {"family": "mobilenet-v1", "width": w}})}
+            for i, w in enumerate((0.25, 0.5, 1.0))]
+    path.mkdir()
+    write(path / FILENAME, rows)
+    return path
+
+
+def _hashes(folder):
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failing_command_leaves_a_finished_run_byte_identical(tmp_path, cache_dir):
+    table = _table(tmp_path / "table")
+    run_dir = tmp_path / "runs" / "fin"
+    replay = ["cluster=replay", f"cluster.table={table}", "study.name=fin",
+              "study.accuracy_floor=0.0", "progress=false", f"hydra.run.dir={run_dir}"]
+    proc = run(["-m", "tuner", *replay, "study.n_trials=3"], tmp_path, cache_dir, 300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = _hashes(run_dir)
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", "study.journal",
+            "trials.parquet"} <= set(before)
+    data = tmp_path / "val"
+    data.mkdir()  # a dataset folder without val_map.txt
+    failing = [
+        ["+space=mobilenet", "space.backends=[nosuchruntime]", "study.name=fin",
+         f"hydra.run.dir={run_dir}"],
+        ["+space=imagenet", "workload=imagenet", f"workload.dataset_dir={data}",
+         f"workload.models={{m:{tmp_path / 'm.onnx'}}}", "study.name=fin",
+         f"hydra.run.dir={run_dir}"],
+        [*replay, "cluster.platforms=[milan]"],  # fails after the config check: no such platform
+        ["study.n_trails=3", f"hydra.run.dir={run_dir}"],  # Hydra's own error
+    ]
+    for args in failing:
+        proc = run(["-m", "tuner", *args], tmp_path, cache_dir, 300)
+        assert proc.returncode == 2, (args, proc.stderr[-3000:])
+        assert "Traceback" not in proc.stderr
+        assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")], proc.stderr
+        assert _hashes(run_dir) == before, args
+    proc = run(["-m", "tuner", *replay, "--show-plan"], tmp_path, cache_dir, 300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _hashes(run_dir) == before
+    # a new study with a bad dataset path leaves no folder behind
+    fresh = tmp_path / "runs" / "fresh"
+    proc = run(["-m", "tuner", *failing[1][:-2], f"hydra.run.dir={fresh}"], tmp_path,
+               cache_dir, 300)
+    assert proc.returncode == 2 and not fresh.exists()
+    proc = run(["-m", "tuner", *replay[:-1], "cluster.platforms=[milan]",
+                f"hydra.run.dir={fresh}"], tmp_path, cache_dir, 300)
+    assert proc.returncode == 2 and not fresh.exists(), proc.stderr[-2000:]
+
+
+def test_help_names_the_space_the_subcommands_and_show_plan(tmp_path, cache_dir):
+    proc = run(["-m", "tuner", "--help"], tmp_path, cache_dir, 120)
+    assert proc.returncode == 0, proc.stderr
+    for word in ("+space=", "promote", "reproduce", "dashboard", "--show-plan", "--cfg job",
+                 "study.n_trials", "scenario=", "space.backends", "study.accuracy_floor",
+                 "workload="):
+        assert word in proc.stdout, word
+    assert "digits_schema" not in proc.stdout and "cluster/examples" not in proc.stdout
+    assert "mobilenet" in proc.stdout
+    assert not (tmp_path / "runs").exists()
