@@ -34,7 +34,7 @@ ROWS = {
 }
 SCENARIOS = {"digits": ("SingleStream", "Offline"), "detection": ("SingleStream", "Offline"),
              "dlrm": ("Offline",)}
-OFFLINE_BATCH = {"digits": 8, "detection": 8, "dlrm": 4}
+OFFLINE_BATCH = {"digits": 8, "detection": 8, "dlrm": 2048}  # the batch knob (DLRM: pairs)
 
 
 def _setup(workload_cfg: dict, params: dict, batch: int):
@@ -49,7 +49,7 @@ def _setup(workload_cfg: dict, params: dict, batch: int):
     respond = workload.responder(variant, backend.predict, backend.inputs, batch)
     for _ in range(20):
         respond(samples[:1])
-    return workload, variant, samples, respond
+    return workload, variant, samples, respond, workload.samples_per_batch(batch)
 
 
 def _bare_single(respond, samples, duration_s: float) -> float:
@@ -81,7 +81,7 @@ def measure_row(workload_cfg: dict, params: dict, scenario: str, batch: int, rou
     from tuner.trial import Fidelity
     from tuner.worker.oracle import Calibration, LoadGenOracle, SystemUnderTest, user_conf
 
-    workload, variant, samples, respond = _setup(workload_cfg, params, batch)
+    workload, variant, samples, respond, batch = _setup(workload_cfg, params, batch)
     single = scenario == "SingleStream"
     dur = duration_ms / 1e3
     if single:

@@ -2,8 +2,10 @@
 different platforms, CPU sets, runtimes and devices. One study over the fleet searches each
 platform's own space: only its runtimes, thread knobs within its node's cores, the Edge TPU
 option only where a node has one (a fake device here: the trials that use it fail with a
-clear cause, since no Coral is attached). The fleet report shows three fronts, and after
-``stop`` nothing of the fleet is left running.
+clear cause, since no Coral is attached). Accuracy is measured once per model file x runtime
+x output-changing knobs, whichever platform gets there first; the others inherit it after a
+spot check. The fleet report shows three fronts, and after ``stop`` nothing of the fleet
+is left running.
 """
 from __future__ import annotations
 
@@ -82,7 +84,11 @@ def test_each_platform_searches_its_own_space(tmp_path, cache_dir, monkeypatch):
             cfg = compose("config", overrides=[
                 "+space=mobilenet", "cluster=ray", f"cluster.address={address}",
                 f"run_dir={tmp_path / 'run'}", f"cache_dir={cache_dir}", "study.name=hetero",
-                "study.n_trials=5", *SMALL])
+                "study.n_trials=6", *SMALL,
+                # few accuracy keys (4 models x 2 runtimes), so platforms share them
+                "space.model.width.choices=[0.25]",
+                "backends.onnxruntime.knobs.graph_optimization.choices=[all]",
+                "backends.litert.knobs.xnnpack.choices=[true]"])
         printed: list[str] = []
         show_plan(cfg, out=printed.append)
         plan = printed[0]
@@ -107,6 +113,14 @@ def test_each_platform_searches_its_own_space(tmp_path, cache_dir, monkeypatch):
             labels = json.loads(r["system"]).get("ray_node_labels", {})
             if labels:
                 assert labels["platform"] == r["platform"]
+        # each accuracy key measured once across the fleet; the rest inherited
+        measured: dict[str, list] = {}
+        for r in rows:
+            if r["accuracy_source"] in ("measured", "estimated") and "spot check" not in (r["cause"] or ""):
+                measured.setdefault(r["accuracy_key"], []).append((r["platform"], r["trial"]))
+        assert all(len(v) == 1 for v in measured.values()), measured
+        inherited = [r for r in rows if r["accuracy_source"] == "inherited"]
+        assert inherited and all(r["accuracy_from"] for r in inherited)
         fronts = fleet_report.platform_fronts(rows)
         assert len(fronts) == 3 and all(front for _, front in fronts.values()), fronts
         from experiments.report import render

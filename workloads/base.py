@@ -130,6 +130,18 @@ class Workload:
     def score(self, responses: Mapping[int, bytes]) -> Score:
         raise NotImplementedError
 
+    #: what a sample is made of, for throughput in the task's own unit (DLRM: "pair")
+    item_name: ClassVar[str] = "sample"
+
+    def items_per_sample(self) -> float:
+        """Items per LoadGen sample on average (DLRM: pairs per user; 1 for images)."""
+        return 1.0
+
+    def samples_per_batch(self, batch_size: int) -> int:
+        """Samples the SUT hands the responder at once for the scenario's ``batch_size``
+        knob, which is in the task's unit (DLRM: pairs, so a batch is ~N/270 users)."""
+        return max(1, int(batch_size))
+
     def per_sample(self, responses: Mapping[int, bytes]) -> dict[int, float] | None:
         """Each sample's own figure when the metric is their mean (top-1: 1 right, 0
         wrong), which lets a sequential accuracy pass use exact intervals and pair a

@@ -154,8 +154,11 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
         _record_facts(cfg, workload, variant, backend_cls, model_path, model_sha, benchmark,
                       result)
     try:
-        batch_size = int(cfg.scenario_options.get("batch_size", 1))
-        respond = workload.responder(variant, backend.predict, backend.inputs, batch_size)
+        # the batch knob is in the task's unit (DLRM: pairs); the SUT hands the responder
+        # this many samples at a time
+        batch_knob = int(cfg.scenario_options.get("batch_size", 1))
+        respond = workload.responder(variant, backend.predict, backend.inputs, batch_knob)
+        batch_size = workload.samples_per_batch(batch_knob)
         total = workload.total_sample_count
         # fidelity.accuracy_sample_count shortens the accuracy run only: the performance
         # run keeps the whole sample set LoadGen draws its queries from.
@@ -224,6 +227,9 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
         result.valid = metrics.valid
         result.latency_ms, result.p90_latency_ms = metrics.latency_ms, metrics.p90_latency_ms
         result.qps = metrics.qps
+        if metrics.qps and workload.items_per_sample() != 1.0:  # e.g. DLRM: pairs/s beside users/s
+            result.system[f"{workload.item_name}s_per_second"] = \
+                metrics.qps * workload.items_per_sample()
         if not metrics.valid:
             tried = f" (after {len(attempts)} attempts)" if len(attempts) > 1 else ""
             result.cause = f"LoadGen INVALID{tried}: {metrics.invalid_reason or 'no reason logged'}"

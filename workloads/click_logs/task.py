@@ -90,9 +90,10 @@ class PairResponder:
     Users are processed in qsl-index order (the order of their pairs in memory; responses
     still follow the query's order): where a batch covers consecutive users, ``predict``
     gets views of the workload's own arrays, as a bare loop would, and only batches that
-    span a gap or a repeated user are copied into a staging buffer. Measured: an Offline
-    query of 483 users (131,072 pairs) costs ~0.3 ms beside the predictions when the
-    users are all distinct, as in an accuracy run."""
+    span a gap or a repeated user are copied into a staging buffer. Measured (2-core
+    host, a no-op model): a query of all 483 users (131,072 pairs) costs 0.5-2 ms beside
+    the predictions when its users are distinct, 8-13 ms when drawn with repeats as
+    LoadGen's performance runs draw them (~75 ns a pair; ORT predicts ~5-15 us a pair)."""
 
     def __init__(self, predict: Predict, inputs: Sequence[TensorSpec], batch_size: int,
                  source: "DlrmWorkload"):
@@ -237,6 +238,11 @@ class DlrmWorkload(Workload):
     def pairs_per_sample(self) -> float:
         """Mean pairs per user: samples/s x this = pairs/s (MLPerf counts users)."""
         return self.pair_count / self.total_sample_count
+
+    item_name: ClassVar[str] = "pair"
+
+    def items_per_sample(self) -> float:
+        return self.pairs_per_sample
 
     def samples_per_batch(self, batch_size: int) -> int:
         """Users per responder call for a batch of ``batch_size`` pairs (the knob's unit
