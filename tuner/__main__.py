@@ -119,14 +119,24 @@ def save_config(run_dir: Path, cfg: DictConfig, hydra_cfg: DictConfig) -> dict[s
     return before
 
 
-def undo(run_dir: Path, existed: bool, before: dict[str, bytes]) -> None:
+def _records_stamp(run_dir: Path) -> tuple | None:
+    from experiments.records import FILENAME
+
+    path = run_dir / FILENAME
+    return (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
+
+
+def undo(run_dir: Path, existed: bool, before: dict[str, bytes], stamp: tuple | None) -> None:
     """After a failed start: a run folder this command made and recorded nothing in goes;
-    an existing run gets its saved config back."""
+    an existing run gets its saved config back, unless this command recorded trials (they
+    were measured under the new config)."""
     from experiments.records import FILENAME, PARTS
 
     if not existed:
         if not (run_dir / FILENAME).exists() and not (run_dir / PARTS).exists():
             shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    if _records_stamp(run_dir) != stamp:
         return
     for name in SAVED:
         path = run_dir / ".hydra" / name
@@ -156,7 +166,7 @@ def start(overrides: list[str], show: bool, print_cfg: str | None) -> None:
     except (ConfigError, DispatchError) as exc:
         fail(exc)
     run_dir = Path(cfg.run_dir)
-    existed = run_dir.exists()
+    existed, stamp = run_dir.exists(), _records_stamp(run_dir)
     before = {}
     try:
         before = save_config(run_dir, cfg, hydra_cfg)
@@ -164,10 +174,13 @@ def start(overrides: list[str], show: bool, print_cfg: str | None) -> None:
 
         run(cfg)
     except (ConfigError, DispatchError) as exc:
-        undo(run_dir, existed, before)
+        undo(run_dir, existed, before, stamp)
         fail(exc)
     except OSError as exc:  # the run dir is full or read-only: the records so far are kept
         fail(f"cannot write the run's files: {exc}", code=1)
+    except BaseException:  # a crash or Ctrl-C before any trial leaves nothing behind either
+        undo(run_dir, existed, before, stamp)
+        raise
 
 
 def main(argv: list[str]) -> int:
