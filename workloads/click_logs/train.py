@@ -140,10 +140,15 @@ def main(argv=None) -> None:
         torch.set_num_threads(2)
         for dim in args.dims:
             np.savez_compressed(weights_path(dim), **train(dim, args.epochs, args.pairs))
-    manifest = evaluate(sorted(set(DIMS) & {d for d in DIMS if weights_path(d).exists()}))
-    manifest["train"] = {"epochs": args.epochs, "pairs_per_epoch": args.pairs,
-                         "train_seeds": f"{TRAIN_SEED}..{TRAIN_SEED + args.epochs - 1}"}
-    (ASSETS / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    path = ASSETS / "manifest.json"
+    trained = json.loads(path.read_text()).get("train", {}) if path.is_file() else {}
+    if not args.eval_only:  # each dim keeps the recipe it was trained with
+        for dim in args.dims:
+            trained[f"d{dim}"] = {"epochs": args.epochs, "pairs_per_epoch": args.pairs,
+                                  "train_seeds": f"{TRAIN_SEED}..{TRAIN_SEED + args.epochs - 1}"}
+    manifest = evaluate([d for d in DIMS if weights_path(d).exists()])
+    manifest["train"] = trained
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 if __name__ == "__main__":
