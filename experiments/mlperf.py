@@ -157,7 +157,7 @@ def benchmark(name: str) -> Benchmark | None:
 
 class AccuracyLine(NamedTuple):
     percent: float
-    good: int | None  # top-1 counts samples; mAP and AUC do not
+    good: int | None  # classification counts samples; mAP and AUC do not
     total: int | None
     key: str  # accuracy | mAP | AUC
 

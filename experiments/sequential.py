@@ -8,7 +8,7 @@ of the floor (or is narrower than ``width``) costs a fraction of the set on most
 
 Intervals, by metric:
 
-- per-sample metrics (top-1: each sample right or wrong): Wilson's score interval for the
+- per-sample metrics (classification: each sample right or wrong): Wilson's score interval for the
   proportion, with a finite-population correction (the set is finite; having scored all of
   it, the interval has width 0). Paired with the family's reference, when its per-sample
   results are known, the interval is that of the mean difference (variant - reference) on

@@ -296,7 +296,11 @@ class Driver:
                                                      ACCURACY.penalty]
         floor = row["accuracy_floor"] or 0.0
         # Feasible when every constraint <= 0 (Optuna's convention).
-        trial.set_constraint("accuracy_floor", floor - (accuracy if accuracy is not None else 0.0))
+        # an undecided point (its interval straddles the floor) is told by the low end of its
+        # interval: not feasible until shown to be
+        low = row.get("accuracy_low") if row["state"] == "undecided" else None
+        told = low if low is not None else (accuracy if accuracy is not None else 0.0)
+        trial.set_constraint("accuracy_floor", floor - told)
         trial.set_constraint("loadgen_valid", 0.0 if row["valid"] else 1.0)
         trial.set_user_attr("state", row["state"])
         if row["cause"]:

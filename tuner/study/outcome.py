@@ -91,7 +91,8 @@ def make_row(tcfg: TrialConfig, result: TrialResult, *, floor: float, objective:
         "platform": tcfg.platform, "node": result.node, "backend": tcfg.backend,
         "model": result.model_name, "scenario": tcfg.scenario, "objective": objective,
         "params": json.dumps(tcfg.params, sort_keys=True),
-        "latency_ms": result.latency_ms, "p90_latency_ms": result.p90_latency_ms,
+        # an INVALID run may log no latency as 0: never a real figure
+        "latency_ms": result.latency_ms or None, "p90_latency_ms": result.p90_latency_ms or None,
         "qps": result.qps, "accuracy": result.accuracy,
         "accuracy_metric": result.accuracy_metric,
         "accuracy_extras": json.dumps(result.accuracy_extras) if result.accuracy_extras else None,
