@@ -211,6 +211,7 @@ class Driver:
                     self._finish(ps, item)
                     progress.update(ps)
         for ps in self.studies:
+            self._drop_held(ps, "never run: the study ended first")
             if ps.ended:
                 self._print(f"{ps.name}: {ps.ended}")
 
@@ -218,6 +219,7 @@ class Driver:
         lane = self.scheduler.lanes[ps.platform]
         if not lane.devices and lane.stopped:
             ps.ended = ps.ended or f"stopped: {lane.stopped}"
+            self._drop_held(ps, f"never run: {lane.stopped}")
             ps.target = min(ps.target, ps.finished + len(lane.inflight))
         return not ps.ended and ps.finished + len(lane.inflight) + len(ps.held) < ps.target
 
@@ -245,6 +247,14 @@ class Driver:
             tcfg.accuracy = plan
         self.scheduler.submit(tcfg, token=trial)
         return True
+
+    def _drop_held(self, ps: PlatformStudy, why: str) -> None:
+        """Held trials that will never run (their platform is gone, the study ended): told
+        as failed, so none is left RUNNING in the journal."""
+        for trial, _ in ps.held:
+            trial.set_user_attr("never_run", why[:500])
+            ps.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        ps.held = []
 
     def _release_held(self, ps: PlatformStudy) -> None:
         held, ps.held = ps.held, []
