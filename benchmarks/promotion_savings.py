@@ -6,7 +6,8 @@ compliant runs of every grid point, computed from the records of a real run.
 Search time is the recorded ``duration_s`` of the run's short trials. A compliant run
 costs at least LoadGen's 600 s per measured scenario plus its accuracy run (taken as the
 run's own mean short-trial time outside the performance run: an underestimate); the
-front's promoted runs use the compliant rows' own durations where the run has them.
+front's promoted runs use the compliant rows' own durations where the run has them (a
+Server row's includes the short runs that found its target QPS, printed apart).
 """
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ def main() -> None:
               f"{'' if promoted else ' (promotion estimated: no promoted rows)'}")
         print(f"  every grid point compliant:  {every_s / 3600:.1f} h "
               f"({every_s / 86400:.1f} days) -> {every_s / (search_s + promote_s):.0f}x more")
+        # Server rows: what finding the target QPS cost before the long run (in duration_s)
+        searches = [json.loads(r["system"] or "{}").get("server_search") for r in promoted
+                    if r["scenario"] == "Server"]
+        searches = [s for s in searches if s and s.get("seconds") is not None]
+        if searches:
+            print(f"  Server target QPS search: {sum(len(s['steps']) for s in searches)} short "
+                  f"run(s), {sum(s['seconds'] for s in searches):.1f} s over {len(searches)} "
+                  f"promotion(s)")
         print(json.dumps({"study": study, "ratio": round(every_s / (search_s + promote_s))}))
 
 

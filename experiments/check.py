@@ -3,8 +3,9 @@
     python -m experiments check DIR [--draft]
 
 DIR is what ``python -m experiments submission`` wrote (the folder holding ``open/``).
-Every rule of the v6.1 submission tree that applies to an open-division classification
-result (layout, system JSON fields, seeds, durations, accuracy files) is one named rule here; each
+Every rule of the v6.1 submission tree that applies to an open-division result of our
+tasks (classification as resnet, detection as yolo-99, recommendation as dlrm-v3: layout,
+system JSON fields, seeds, durations, accuracy files) is one named rule here; each
 failure prints ``FAIL <rule> <path>: <why>`` and the exit status is non-zero if any
 failed. The result-level rules (``RUN_RULES``) are also what the packer refuses on.
 
@@ -16,8 +17,10 @@ still fails.
 
 What the official checker does beyond this: TEST01/TEST04 compliance (closed only),
 accuracy targets (closed only), power. What we do that it does not: ``result_validity``
-(the checker never reads it), and the dataset size of our own workloads (the
-checker knows only MLPerf's datasets: a digits tree needs its ``--skip-dataset-size-check``).
+(the checker never reads it), the dataset size of our own workloads (the checker knows
+only MLPerf's datasets: a digits, canvases or click-logs tree needs its
+``--skip-dataset-size-check``), and where the accuracy figure came from (``acc.source``:
+an estimated or inherited figure is never submitted).
 """
 from __future__ import annotations
 
@@ -45,6 +48,9 @@ PERFORMANCE_SAMPLE_COUNT = {b.name: b.performance_sample_count for b in BENCHMAR
 DATASET_SIZE = {b.name: b.dataset_size for b in BENCHMARKS.values() if b.dataset_size}
 SERVER_LATENCY_NS = {b.name: b.server_latency_ns for b in BENCHMARKS.values()
                      if b.server_latency_ns}
+# The only accuracy figure a submission may carry: the whole set scored by this run (None:
+# a record from before accuracy had a source). Estimated and inherited ones are refused.
+PACKABLE_ACCURACY = (None, "measured")
 MEASUREMENTS_KEYS = ("starting_weights_filename", "retraining", "input_data_types",
                      "weight_data_types", "weight_transformations")
 HASH_LINE = re.compile(r"^hash=([0-9a-f]{64})$")
@@ -116,8 +122,11 @@ def run_problems(perf: DetailLog, acc: DetailLog | None, accuracy_total: int | N
     if dataset_size is not None:
         logged = None if acc is None else (acc.get("effective_accuracy_sample_count")
                                            or acc.get("qsl_reported_total_count"))
-        for total, what in ((accuracy_total, "accuracy.txt total"),
-                            (logged, "accuracy run sample count")):
+        counted = [(logged, "accuracy run sample count")]
+        if accuracy_total is not None or benchmark not in BENCHMARKS \
+                or BENCHMARKS[benchmark].accuracy_key == "accuracy":
+            counted.insert(0, (accuracy_total, "accuracy.txt total"))  # mAP= and AUC= count none
+        for total, what in counted:
             if total is None or int(total) < dataset_size:
                 out.append(("acc.dataset", f"{what} {total} < {dataset_size}: the accuracy run "
                             "covered part of the validation set"))
@@ -239,9 +248,13 @@ def check_tree(root: str | Path) -> tuple[list[Failure], int]:
     if manifest.get("draft"):
         failures.append(Failure("tree.draft", str(root / MANIFEST), "packed with --draft"))
     for r in manifest.get("results", []):
+        where = f"{r['system']}/{r['model']}/{r['scenario']}"
         if r.get("fidelity") not in (None, COMPLIANT):
-            failures.append(Failure("perf.fidelity", f"{r['system']}/{r['model']}/{r['scenario']}",
+            failures.append(Failure("perf.fidelity", where,
                                     f"measured at fidelity {r['fidelity']!r}, not 'compliant'"))
+        if r.get("accuracy_source") not in PACKABLE_ACCURACY:
+            failures.append(Failure("acc.source", where, f"accuracy {r['accuracy_source']}, "
+                                    "not measured over the whole set by this run"))
     divisions = [d for d in _dirs(root) if d.name in VALID_DIVISIONS]
     if not divisions:
         return [Failure("folders", str(root), "no closed/, open/ or network/ folder")], 0
@@ -294,7 +307,23 @@ def check_tree(root: str | Path) -> tuple[list[Failure], int]:
                         checked += 1
                     if not _dirs(model):
                         failures.append(Failure("folders", str(model), "no scenario folder"))
+                    failures += check_category(model, bench, kinds)
     return failures, checked
+
+
+def check_category(model: Path, bench: str, kinds: set[str]) -> list[Failure]:
+    """A benchmark runs in its MLPerf categories only (dlrm-v3: datacenter), in every
+    scenario the system's category requires (a folder each, measured or inferred)."""
+    facts = BENCHMARKS.get(bench)
+    mine = kinds & set(facts.categories) if facts else {"any"}
+    if not mine:
+        return [Failure("benchmark.category", str(model), f"{bench} is a "
+                        f"{'/'.join(facts.categories)} benchmark; this system is "
+                        f"{'/'.join(sorted(kinds))}")]
+    missing = sorted(set().union(*(CATEGORY_SCENARIOS.get(k, ()) for k in mine))
+                     - {scenario_from_folder(d.name) for d in _dirs(model)})
+    return [Failure("scenario.required", str(model), f"{bench} on a {'/'.join(sorted(mine))} "
+                    f"system needs {', '.join(missing)} too")] if missing else []
 
 
 def main(root: str, draft: bool = False, out=print) -> int:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.check import run_problems
+from experiments.check import PACKABLE_ACCURACY, run_problems
 from experiments.mlperf import parse_accuracy_txt
 from experiments.loadgen_logs import DETAIL, parse_detail
 from experiments.mlperf import COMPLIANT
@@ -61,6 +61,11 @@ def refusals(res: Result) -> list[tuple[str, str]]:
                     "test-only reduced duration, not a compliant run"))
     if row["state"] == "failed":
         out.append(("perf.failed", f"the measurement failed: {row['cause']}"))
+    source = row.get("accuracy_source")
+    if source not in PACKABLE_ACCURACY:
+        came = f" from {row['accuracy_from']}" if row.get("accuracy_from") else ""
+        out.append(("acc.source", f"accuracy {source}{came}, not measured over the whole set "
+                    "by this run: promote it again (promotion scores the whole set)"))
     perf_path = res.log_dir / "performance" / DETAIL
     acc_path = res.log_dir / "accuracy" / DETAIL
     if not perf_path.is_file():

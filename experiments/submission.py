@@ -160,6 +160,7 @@ def _manifest_entry(r: Result, scenario: str, inferred_from: str | None) -> dict
             "study": r.row["study"], "trial": r.row["trial"], "fidelity": r.row["fidelity"],
             "log_dir": r.row["log_dir"], "benchmark": r.benchmark,
             "dataset_size": r.dataset_size, "inferred_from": inferred_from,
+            "accuracy_source": r.row.get("accuracy_source"),
             "refusals": [f"[{rule}] {why}" for rule, why in r.problems]}
 
 
@@ -258,8 +259,9 @@ def _write_src(src: Path, run_dir: Path, results: list[Result], draft: bool) -> 
 
 {banner}`tuner` searched the design space with Optuna (short LoadGen runs), then re-measured
 the chosen Pareto-front trials as compliant MLPerf runs (LoadGen's own rules: 600 s minimum
-duration, official seeds, performance sample count 1024, accuracy over the whole validation
-set), dispatched by Ray to a node of the same platform.
+duration, official seeds, the benchmark's performance sample count, accuracy over the whole
+validation set; Server at a target QPS found first by short runs under the latency bound),
+dispatched by Ray to a node of the same platform.
 
 - `config.yaml`: the exact Hydra config of the search run (`.hydra/config.yaml`);
   `overrides.yaml`: the command-line overrides it was started with.
@@ -267,7 +269,7 @@ set), dispatched by Ray to a node of the same platform.
 
 Reproduce (from a checkout of tuner, with the run directory at hand):
 
-    python -m tuner +space=mobilenet <overrides.yaml entries>   # the search itself
+    python -m tuner <overrides.yaml entries>   # the search itself (e.g. +space=dlrm)
     python -m tuner promote RUN_DIR STUDY:N --scenarios SingleStream
     python -m tuner reproduce RUN_DIR STUDY:N --fidelity compliant
     python -m experiments submission RUN_DIR --out DIR --org ORG --division open

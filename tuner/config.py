@@ -119,13 +119,14 @@ class PromotionConfig:
     # (experiments/mlperf.py BENCHMARKS: resnet 15, dlrm-v3 60), else scenario.server_latency_ms.
     server_latency_ms: Optional[float] = None
     # Before the long Server run, the worker bisects the target QPS with short Server runs
-    # (tuner/worker/server_search.py): at most server_search_steps runs of server_search_ms;
-    # a run passes at p99 <= server_headroom x bound; the long run goes at server_margin x
-    # the highest rate that passed.
+    # (tuner/worker/server_search.py): at most server_search_steps runs of server_search_ms
+    # and server_search_queries; a run passes at p99 <= server_headroom x bound; the long
+    # run goes at server_margin x the highest rate that passed.
     server_search_ms: int = 2000
+    server_search_queries: int = 256
     server_search_steps: int = 7
-    server_headroom: float = 0.9
-    server_margin: float = 0.9
+    server_headroom: float = 0.8
+    server_margin: float = 0.8
 
 
 @dataclass

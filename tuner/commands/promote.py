@@ -25,6 +25,16 @@ Scenarios follow the MLPerf category of the trial's platform (``system_type`` of
   them instead (a measured folder always wins over an inferred one).
 * datacenter: Offline and Server are measured (MLPerf allows no inference there).
 
+Server (issue 20): before the long run the worker bisects the target QPS with short Server
+runs (``tuner/worker/server_search.py``) and runs at a margin below the highest rate whose
+p99 met the latency bound: ``promotion.server_latency_ms``, else the benchmark's
+(``experiments.mlperf.BENCHMARKS``: resnet 15 ms, dlrm-v3 60 ms), else the trial's
+``scenario.server_latency_ms``. A trial whose single query already exceeds the bound is
+refused in one line: here when its search record is SingleStream, else on the worker after
+calibration, before any long run. A benchmark not run in the platform's MLPerf category
+(DLRM on an edge platform) is refused too. Every promoted run scores the scenario's whole
+accuracy set (no inherited or sequential figure: the packer refuses those).
+
 Test-only: ``--min-duration-ms N`` (or the run's config key ``promotion.min_duration_ms``,
 visible in ``--cfg job``) shortens the
 performance run (and lowers the query count to what early stopping needs). Such results
@@ -44,13 +54,15 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.mlperf import INFERRED_FROM, MEASURED, REDUCED, SCENARIO_NAMES
+from experiments.mlperf import (BENCHMARKS, INFERRED_FROM, MEASURED, REDUCED, SCENARIO_NAMES,
+                                current_benchmark)
 from experiments.selection import to_promote
 from tuner.fleet.dispatch import DispatchError, RayDispatcher
 from tuner.commands.remeasure import (Print, attach_facts, dispatch_for, load_run_config, measure_all,
                              objective_of, recorder, render_report, run_timeout_s, shown,
                              system_type)
 from tuner.trial import Fidelity, TrialConfig, TrialResult
+from tuner.worker.server_search import single_query_refusal
 
 # A reduced run still needs the queries LoadGen's early stopping asks for (the oracle
 # raises this to its per-scenario minimum); the official counts (270336 for MultiStream
@@ -97,43 +109,123 @@ def inferred_figures(log) -> dict[str, float | None]:
     return {scenario: headline(log, scenario)[0] for scenario in ("MultiStream", "Offline")}
 
 
+# --------------------------------------------------------------------------- Server
+
+def benchmark_of_row(cfg: DictConfig, row: dict[str, Any]) -> str:
+    """The MLPerf benchmark a record packs as: what the worker recorded, else its workload's."""
+    recorded = json.loads(row.get("system") or "{}").get("benchmark")
+    if recorded:
+        return recorded
+    import workloads
+
+    name = json.loads(row["config"]).get("workload", {}).get("name") or cfg.workload.name
+    return current_benchmark(workloads.workload_class(name).loadgen_model)
+
+
+def server_bound_ms(cfg: DictConfig, bench: str,
+                    options: dict[str, Any]) -> tuple[float | None, str]:
+    """(the Server latency bound in ms, where it comes from); None: LoadGen's mlperf.conf."""
+    key = OmegaConf.select(cfg, "promotion.server_latency_ms", default=None)
+    if key is not None:
+        return float(key), "promotion.server_latency_ms"
+    facts = BENCHMARKS.get(bench)
+    if facts and facts.server_latency_ns:
+        return facts.server_latency_ns / 1e6, f"{bench}'s bound"
+    if options.get("server_latency_ms") is not None:
+        return float(options["server_latency_ms"]), "scenario.server_latency_ms"
+    return None, "LoadGen's mlperf.conf"
+
+
+def server_options(cfg: DictConfig, options: dict[str, Any], bound_ms: float | None) -> dict:
+    """The Server job's scenario options: the bound, and the short-run search's settings."""
+    p = cfg.get("promotion") or {}
+    search = {"run_ms": p.get("server_search_ms"), "steps": p.get("server_search_steps"),
+              "min_queries": p.get("server_search_queries"),
+              "headroom": p.get("server_headroom"), "margin": p.get("server_margin")}
+    return {**options, "server_latency_ms": bound_ms,
+            "server_search": {k: v for k, v in search.items() if v is not None}}
+
+
+def refusal(cfg: DictConfig, row: dict[str, Any], kind: str, scenario: str) -> str | None:
+    """One line when this record must not be promoted in ``scenario``, else None."""
+    bench = benchmark_of_row(cfg, row)
+    facts = BENCHMARKS.get(bench)
+    who = f"{row['study']} #{row['trial']} {scenario}"
+    if facts and kind not in facts.categories:
+        return (f"{who}: not promoted: {bench} is a {'/'.join(facts.categories)}-only MLPerf "
+                f"benchmark and platform {row['platform']} is {kind} (set its system_type)")
+    if scenario != "Server" or row["scenario"] != "SingleStream":
+        return None
+    bound, source = server_bound_ms(cfg, bench, json.loads(row["config"]).get(
+        "scenario_options") or {})
+    single = row.get("p90_latency_ms") or row.get("latency_ms")
+    why = single_query_refusal(single, bound) if single and bound else None
+    return f"{who}: {why} ({source}; the search's SingleStream p90)" if why else None
+
+
 # --------------------------------------------------------------------------- promote
+
+class Promoted(list):
+    """The new records, and one line per measurement refused before it ran."""
+
+    def __init__(self, rows=()):
+        super().__init__(rows)
+        self.refused: list[str] = []
+
 
 def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str] | None = None,
             min_duration_ms: int | None = None, dispatcher: RayDispatcher | None = None,
-            timeout_s: float | None = None, out: Print = print) -> list[dict[str, Any]]:
-    """Measure the chosen trials compliantly; returns the new records."""
+            timeout_s: float | None = None, out: Print = print) -> Promoted:
+    """Measure the chosen trials compliantly; returns the new records (``.refused``: the
+    measurements refused before they ran, one line each)."""
     cfg = load_run_config(run_dir)
     rec = recorder(cfg)
     chosen = to_promote(rec.records.rows, picks)
     if not chosen:
         out("nothing to promote: no feasible short-run trial on any front")
-        return []
+        return Promoted()
     fidelity = promotion_fidelity(reduced_min_duration(cfg, min_duration_ms))
     if not fidelity.compliant:
         out(f"TEST SETTING: min_duration {fidelity.min_duration_ms} ms; results are recorded as "
             f"{fidelity.name!r} and cannot be packed without --draft")
-    jobs, inferred = [], {}
+    jobs, inferred, refused = [], {}, Promoted()
     for row in chosen:
-        measured, infer = scenarios_for(system_type(cfg, row["platform"]), scenarios)
+        kind = system_type(cfg, row["platform"])
+        measured, infer = scenarios_for(kind, scenarios)
         # the packer's source for each inferred scenario: measured MultiStream before SingleStream
         inferred[(row["study"], row["trial"])] = [
             t for t in infer if next(src for src in INFERRED_FROM[t] if src in measured)
             == "SingleStream"]
-        base = json.loads(row["config"])
+        base = TrialConfig.from_dict(json.loads(row["config"]))
         for scenario in measured:
+            why = refusal(cfg, row, kind, scenario)
+            if why:
+                refused.refused.append(why)
+                continue
+            options = base.scenario_options
+            if scenario == "Server":
+                bound, _ = server_bound_ms(cfg, benchmark_of_row(cfg, row), options)
+                options = server_options(cfg, options, bound)
+            # the scenario's whole accuracy pass: no inherited or sequential figure
             jobs.append(dataclasses.replace(
-                TrialConfig.from_dict(base), scenario=scenario, fidelity=fidelity,
-                accuracy_sample_count=None, run_accuracy=True))
+                base, scenario=scenario, fidelity=fidelity, scenario_options=options,
+                accuracy_sample_count=None, run_accuracy=True, accuracy={}))
+    for line in refused.refused:
+        out(line)
+    if not jobs:
+        return refused
     by_key = {(r["study"], r["trial"]): r for r in chosen}
     timeout_s = timeout_s or run_timeout_s(cfg, fidelity)
     out(f"promoting {len(chosen)} trial(s), {len(jobs)} measurement(s) at fidelity "
         f"{fidelity.name!r} (timeout {timeout_s:.0f} s each)")
     for t in jobs:
-        out(f"  {t.study} #{t.trial} {t.scenario}: {by_key[(t.study, t.trial)]['model']} {t.backend}")
+        bound = t.scenario_options.get("server_latency_ms") if t.scenario == "Server" else None
+        out(f"  {t.study} #{t.trial} {t.scenario}: {by_key[(t.study, t.trial)]['model']} "
+            f"{t.backend}" + (f" (target QPS searched under a {bound:g} ms p99 bound)"
+                              if bound else ""))
 
     dispatcher, own = dispatch_for(cfg, dispatcher, chosen)
-    new_rows: list[dict[str, Any]] = []
+    new_rows = refused
     facts: dict[tuple, Any] = {}
 
     def done(tcfg: TrialConfig, result: TrialResult) -> None:
@@ -144,6 +236,10 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
                       subdir=tcfg.scenario)
         new_rows.append(row)
         out(describe(row))
+        found = result.system.get("server_search") or {}
+        if found.get("target_qps"):
+            out(f"    Server target {found['target_qps']:g} QPS from {len(found['steps'])} short "
+                f"run(s) in {found['seconds']:.1f} s (p99 bound {found['bound_ms']:g} ms)")
         if tcfg.scenario == "SingleStream" and result.ok:
             infer = inferred[(tcfg.study, tcfg.trial)]
             if infer:
@@ -202,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "promote":
             rows = promote(args.run_dir, args.trials, args.scenarios, args.min_duration_ms,
                            timeout_s=args.timeout_s)
-            return 0 if rows and all(r["valid"] for r in rows) else 1
+            return 0 if rows and all(r["valid"] for r in rows) and not rows.refused else 1
         from tuner.commands.reproduce import reproduce
 
         _, new = reproduce(args.run_dir, args.trial, args.fidelity, not args.no_record,

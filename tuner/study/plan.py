@@ -101,6 +101,36 @@ class _open:
         OmegaConf.set_struct(self.cfg, True)
 
 
+class Plans(list):
+    """The runnable plans, and lines to print before the run: a platform left out (why),
+    or a study measured where its benchmark cannot be submitted."""
+
+    notes: list[str]
+
+    def __init__(self, plans=(), notes=()):
+        super().__init__(plans)
+        self.notes = list(notes)
+
+
+def category_exclusion(cfg: DictConfig, platform: str, system_type: str) -> str | None:
+    """Why a platform of this MLPerf category does not run the workload's benchmark (DLRM
+    is datacenter-only), as one line; None when it may (or the benchmark is unknown)."""
+    if cfg.cluster.mode == "replay" or cfg.get("workload") is None:
+        return None  # a replayed table's platforms are what was measured
+    import workloads
+    from experiments.mlperf import BENCHMARKS, current_benchmark
+
+    try:
+        model = workloads.workload_class(cfg.workload.name).loadgen_model
+    except (KeyError, ValueError):
+        return None  # the config check names an unknown workload
+    bench = BENCHMARKS.get(current_benchmark(model))
+    if bench is None or system_type in bench.categories:
+        return None
+    return (f"{platform}: skipped: {system_type} platform, and {bench.name} (workload "
+            f"{cfg.workload.name}) is a {'/'.join(bench.categories)}-only MLPerf benchmark")
+
+
 def make_plan(cfg: DictConfig, platform: str, nodes: list[NodeInfo]) -> PlatformPlan:
     cores = min((n.cores for n in nodes if n.cores), default=0) or (os.cpu_count() or 1)
     accelerators = sorted(set().union(*(set(n.accelerators) for n in nodes)))
@@ -132,12 +162,27 @@ def make_plan(cfg: DictConfig, platform: str, nodes: list[NodeInfo]) -> Platform
 
 
 def make_plans(cfg: DictConfig, platforms: list[str],
-               present: dict[str, list[NodeInfo]]) -> list[PlatformPlan]:
+               present: dict[str, list[NodeInfo]]) -> Plans:
     """One plan per platform; fails (DispatchError, naming what is missing) where a
     platform has no node, no runtime left, or (``cluster.require_all_runtimes``) lacks a
-    requested runtime."""
-    problems, plans = [], []
+    requested runtime. A platform whose MLPerf category the workload's benchmark is not
+    run in (an edge Pi in a DLRM study) is left out, one line in ``Plans.notes``, while
+    another platform of the fleet is of the benchmark's category; where none is (one local
+    x86-64 box, edge by default) all are kept, with a line saying so: the study still
+    measures, and ``promote`` refuses such a result."""
+    kinds = {p: "datacenter" if platform_settings(cfg, p).system_type == "datacenter"
+             else "edge" for p in platforms}
+    left_out = {p: category_exclusion(cfg, p, kinds[p]) for p in platforms}
+    if platforms and all(left_out.values()):
+        notes = [w.replace(": skipped: ", ": measured, but not submittable: ", 1)
+                 + "; promote refuses it" for w in left_out.values()]
+        left_out = {}
+    else:
+        notes = [w for w in left_out.values() if w]
+    problems, plans = [], Plans(notes=notes)
     for platform in platforms:
+        if left_out.get(platform):
+            continue
         nodes = present.get(platform)
         if not nodes:
             problems.append(no_node(platform, present))
@@ -158,7 +203,7 @@ def make_plans(cfg: DictConfig, platforms: list[str],
 def describe(plans: list[PlatformPlan]) -> str:
     """The plan as text, in the manner of ``--cfg job``: per platform its nodes, runtimes
     and the range of every dimension."""
-    lines = []
+    lines = list(getattr(plans, "notes", ()))
     for plan in plans:
         lines.append(f"{plan.platform}:")
         lines.append(f"  nodes: {len(plan.nodes)} ({plan.devices} device(s) under test, "
