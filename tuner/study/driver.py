@@ -27,7 +27,7 @@ import optuna
 from omegaconf import DictConfig
 
 from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
-from experiments.objectives import ACCURACY, metric_of
+from experiments.objectives import ACCURACY
 from experiments.objectives import objective as objective_of
 from experiments.records import Records, read
 from search_spaces import make_sampler, plan_warm_start
@@ -37,7 +37,7 @@ from tuner.study.accuracy_book import HOLD, AccuracyBook
 from tuner.study.journal import JOURNAL, open_journal
 from tuner.study.outcome import AccuracyFloor, Recorder
 from tuner.study.plan import PlatformPlan, trial_config
-from tuner.study.progress import StudyProgress
+from tuner.study.progress import StudyProgress, best_text
 from tuner.study.run_setup import cluster_plans, fixed_floor, make_dispatcher, validated
 from tuner.study.scheduler import Finished, Lane, Scheduler
 from tuner.trial import TrialConfig
@@ -186,6 +186,8 @@ class Driver:
         return self.studies
 
     def _say_skipped(self, plans: list[PlatformPlan]) -> None:
+        for line in getattr(plans, "notes", ()):  # e.g. a platform the task does not run on
+            self._print(line)
         for plan in plans:
             for runtime, why in plan.skipped.items():
                 self._print(f"{plan.platform}: skipping runtime {runtime} ({why})")
@@ -316,16 +318,6 @@ class Driver:
         if row["cause"]:
             trial.set_user_attr("cause", row["cause"][:500])
         ps.study.tell(trial, values, skip_if_finished=True)
-
-
-def best_text(rows: list[dict[str, Any]], study: str, objective: str) -> str:
-    done = [r for r in rows if r["study"] == study and r["state"] == "complete"
-            and r["fidelity"] in (SHORT, REPLAY)]
-    if not done:
-        return "(no feasible trial yet)"
-    speed = objective_of(objective)
-    best = (max if speed.maximize else min)(done, key=lambda r: r[objective])
-    return f"best {best[objective]:.3g} {speed.unit} @ {metric_of(done)} {best['accuracy']:.3f}"
 
 
 def run(cfg: DictConfig, console=None) -> Path:

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from experiments.mlperf import REPLAY, SHORT
+from experiments.objectives import metric_of
+from experiments.objectives import objective as objective_of
+
 
 class StudyProgress:
     def __init__(self, studies: list[Any], console=None, enabled: bool = True):
@@ -29,3 +33,14 @@ class StudyProgress:
 
     def __exit__(self, *exc) -> None:
         self._bar.__exit__(*exc)
+
+
+def best_text(rows: list[dict[str, Any]], study: str, objective: str) -> str:
+    """The progress line's best feasible search result so far, in the task's metric."""
+    done = [r for r in rows if r["study"] == study and r["state"] == "complete"
+            and r["fidelity"] in (SHORT, REPLAY)]
+    if not done:
+        return "(no feasible trial yet)"
+    speed = objective_of(objective)
+    best = (max if speed.maximize else min)(done, key=lambda r: r[objective])
+    return f"best {best[objective]:.3g} {speed.unit} @ {metric_of(done)} {best['accuracy']:.3f}"

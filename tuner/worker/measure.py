@@ -29,7 +29,7 @@ import backends
 from experiments import loadgen_logs
 from experiments.mlperf import SHORT, current_benchmark
 from experiments.mlperf import scenario as scenario_facts
-from tuner.worker import accuracy, model_files
+from tuner.worker import accuracy, model_files, server_search
 from tuner.worker.oracle import (Calibration, LoadGenOracle, SystemUnderTest, calibrate,
                           harness_miss, recalibrate, user_conf)
 from tuner.trial import TrialConfig, TrialResult
@@ -99,7 +99,7 @@ def measure(cfg: TrialConfig) -> TrialResult:
             result.ok = True
     except backends.BackendUnavailable as exc:
         result.cause = f"runtime unavailable: {exc}"
-    except model_files.ModelFileError as exc:
+    except (model_files.ModelFileError, server_search.ServerBoundError) as exc:
         result.cause = str(exc)
     except Exception as exc:  # noqa: BLE001 - a trial's failure is data, not a crash
         result.cause = f"{type(exc).__name__}: {exc}"
@@ -192,6 +192,9 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
                         load_samples=samples,
                         performance_count=total, batch_size=batch_size,
                         threaded=facts.threaded)
+        if scenario == "Server" and cfg.scenario_options.get("server_search"):
+            # promotion: the highest target QPS whose p99 meets the bound, from short runs
+            conf = server_search.tune(oracle, sut_args, calib, conf, cfg.scenario_options, result)
 
         attempts: list[tuple[Path, str]] = []
         while True:
@@ -264,7 +267,7 @@ def _accuracy(cfg: TrialConfig, workload, respond, samples, run, total: int,
     """Inherited after an identical spot check, else sequential (search trials), else the
     whole set (promotion, compliant runs, or ``sequential: false``)."""
     plan = cfg.accuracy or {}
-    if plan.get("inherit"):
+    if plan.get("inherit") and cfg.fidelity.name == SHORT:  # promotion always measures
         spot = {int(i): h for i, h in plan["inherit"]["spot"].items() if int(i) < total}
         bad = accuracy.spot_check(respond, samples, spot)
         if not bad:
