@@ -1,6 +1,6 @@
 """Reproduce the shipped digit-canvas detectors (needs the ``train`` extra: torch).
 
-    python -m workloads.digit_canvases.train [--widths 0.5 1.0 2.0] [--steps 2500]
+    python -m workloads.digit_canvases.train [--widths 0.5 1.0 2.0] [--steps N] [--threads 1]
 
 Plain torch (no torchvision): anchors and box codec from ``model.py``, SSD matching (IoU
 >= 0.4, plus each box's best anchor), softmax cross-entropy with 3:1 hard negative mining
@@ -21,6 +21,9 @@ from workloads.digit_canvases import data, model as det
 
 WIDTHS = (0.5, 1.0, 2.0)
 RESOLUTIONS = (64, 96, 128)
+# the shipped weights' steps (batch 32): w2.0 got fewer to fit a busy 2-core host; each
+# width took ~8-17 min there with one torch thread (OPENBLAS_NUM_THREADS=1 too)
+STEPS = {0.5: 1500, 1.0: 1500, 2.0: 1000}
 # SSD uses 0.5; a digit then matched ~1 anchor at 64 px (anchor spacing 1/8 of the image):
 # 0.4 gives each box a few positives, which trains faster
 MATCH_IOU = 0.4
@@ -171,7 +174,8 @@ def train(width: float, steps: int, seed: int = 0, lr: float = 4e-3, batch: int 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--widths", type=float, nargs="*", default=list(WIDTHS))
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps for every width (default: the shipped STEPS)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--evaluate-only", action="store_true")
     parser.add_argument("--no-evaluate", action="store_true")
@@ -185,7 +189,7 @@ def main() -> None:
         canvases = data.make_canvases("train", data.TRAIN_COUNT)
         for width in args.widths:
             t0 = time.time()
-            weights = train(width, args.steps, canvases=canvases)
+            weights = train(width, args.steps or STEPS.get(width, 1500), canvases=canvases)
             np.savez_compressed(det.weights_path(width), **weights)
             print(f"width {width}: trained in {time.time() - t0:.0f} s -> "
                   f"{det.weights_path(width)}", flush=True)
