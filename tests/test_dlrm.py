@@ -240,3 +240,26 @@ def test_tvm_imports_and_agrees(small):
     want = ort_predict(small.model_file(small.variant(dim=8, precision="int8")))(
         {"dense": small.dense[:64], "sparse": small.sparse[:64]})[0]
     assert np.abs(got - want).max() < 1e-5
+
+
+# --- configuration ------------------------------------------------------------------------
+def _compose(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    from tuner.config import register
+
+    register()  # the schemas, as the CLI registers them
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_space_selects_the_workload_and_offline():
+    from tuner.config import validate
+
+    cfg = _compose("+space=dlrm")
+    validate(cfg)
+    assert cfg.workload.name == "click_logs" and cfg.scenario.name == "Offline"
+    assert cfg.backends.tvm.fixed.batch_size == 128
+    assert _compose("+space=dlrm", "scenario=server").scenario.name == "Server"
+    crit = _compose("+space=criteo", "workload.dataset_dir=/d", "workload.models={m: /m.onnx}")
+    assert crit.workload.name == "criteo" and crit.workload.max_ind_range == 40_000_000

@@ -131,13 +131,14 @@ def main(argv=None) -> None:
     parser.add_argument("--dims", type=int, nargs="+", default=list(DIMS))
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--pairs", type=int, default=524288, help="pairs per epoch")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--eval-only", action="store_true")
     args = parser.parse_args(argv)
     ASSETS.mkdir(exist_ok=True)
     if not args.eval_only:
         import torch
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(args.threads)
         for dim in args.dims:
             np.savez_compressed(weights_path(dim), **train(dim, args.epochs, args.pairs))
     path = ASSETS / "manifest.json"
