@@ -90,7 +90,7 @@ class FrontSampler(PointSampler):
             self._prior = prior_columns(self._prior_records, self.encoder, self.features, signs)
         startup = min(self.n_startup, 2) if self._prior is not None else self.n_startup
         if len(modelled) < max(startup, 2):
-            return self._spread(obs, free, known, acc, signs)
+            return self._spread(obs, free)
         cand = free if len(free) <= MAX_CANDIDATES else list(
             self._rng.choice(free, MAX_CANDIDATES, replace=False))
         front, feasible, _ = self._evaluate(obs, modelled, cand, known, acc, signs)
@@ -251,26 +251,17 @@ class FrontSampler(PointSampler):
     def _draw(self, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
         return joint_draws(mean, cov, self._rng, self.samples)
 
-    def _spread(self, obs, free: list[int], known: dict, acc: int | None, signs) -> int:
-        """Start-up: the free point farthest from everything measured or chosen; with a
-        prior, only among the points its front predicts (known accuracies where every
-        free point's is known, else the other platforms' accuracy prediction)."""
-        pool = free
-        if self._prior is not None:
-            columns = list(self._prior)
-            if acc is not None and all(self.acc_keys[f] in known for f in free):
-                columns[acc] = np.zeros(len(self.points))
-                columns[acc][free] = [signs[acc] * known[self.acc_keys[f]] for f in free]
-            predicted = np.stack([p[free] for p in columns], 1)
-            on_front = front_probability(predicted[None], np.empty((0, predicted.shape[1])))
-            pool = [f for f, on in zip(free, on_front) if on > 0.5] or free
+    def _spread(self, obs, free: list[int]) -> int:
+        """Start-up: the free point farthest from everything measured or chosen. With a
+        prior too: its front is the other platforms' front, and measured it showed where
+        this platform differs from them later than a spread did (benchmark, issue 18)."""
         taken = [i for i, _ in obs] + [self._index[self.space.key(p)]
                                        for p in self._chosen.values()]
         if not taken:
-            return int(pool[self._rng.randint(len(pool))])
-        d = ((self.features[pool][:, None, :] - self.features[taken][None, :, :]) ** 2).sum(-1)
-        nearest = d.min(1) + 1e-9 * self._rng.rand(len(pool))
-        return int(pool[int(np.argmax(nearest))])
+            return int(free[self._rng.randint(len(free))])
+        d = ((self.features[free][:, None, :] - self.features[taken][None, :, :]) ** 2).sum(-1)
+        nearest = d.min(1) + 1e-9 * self._rng.rand(len(free))
+        return int(free[int(np.argmax(nearest))])
 
     def _feasibility(self, obs, cand: list[int], known: dict, acc: int | None) -> np.ndarray:
         """P(every constraint <= 0), one GP per constraint on its told values (an accuracy
