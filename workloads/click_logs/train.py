@@ -1,6 +1,6 @@
 """Reproduce the shipped DLRM weights of the click_logs workload (needs torch).
 
-    python -m workloads.click_logs.train [--dims 8 16 32] [--epochs 4] [--pairs 524288]
+    python -m workloads.click_logs.train [--dims 8 16 32] [--epochs 6] [--pairs 393216]
 
 Each epoch is a fresh draw from the click model (seed ``TRAIN_SEED + epoch``; the
 evaluation draw's seed is never used), so the model never sees an evaluation pair. One
@@ -129,8 +129,8 @@ def evaluate(dims=DIMS, pairs: int = EVAL_PAIRS) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dims", type=int, nargs="+", default=list(DIMS))
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--pairs", type=int, default=524288, help="pairs per epoch")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--pairs", type=int, default=393216, help="pairs per epoch")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--eval-only", action="store_true")
     args = parser.parse_args(argv)
