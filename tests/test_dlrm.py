@@ -259,7 +259,7 @@ def test_space_selects_the_workload_and_offline():
     cfg = _compose("+space=dlrm")
     validate(cfg)
     assert cfg.workload.name == "click_logs" and cfg.scenario.name == "Offline"
-    assert cfg.backends.tvm.fixed.batch_size == 128
+    assert cfg.backends.tvm.fixed.batch_size == 256
     assert _compose("+space=dlrm", "scenario=server").scenario.name == "Server"
     crit = _compose("+space=criteo", "workload.dataset_dir=/d", "workload.models={m: /m.onnx}")
     assert crit.workload.name == "criteo" and crit.workload.max_ind_range == 40_000_000
