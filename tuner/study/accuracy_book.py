@@ -1,4 +1,6 @@
-"""The driver's accuracy book: accuracy belongs to the model and the runtime, not the device.
+"""The driver's record of measured accuracies: accuracy belongs to the model and the runtime,
+not the device. (The search's own view of it, what the samplers know per point, is
+``search_spaces.AccuracyBook``, fed from the same records.)
 
 An accuracy key names what decides a model's outputs: the workload (dataset and its
 count), the model parameters, the runtime, and the runtime knobs that may change outputs
@@ -43,7 +45,7 @@ def accuracy_key(tcfg: TrialConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class AccuracyBook:
+class MeasuredAccuracy:
     def __init__(self, run_dir: Path, fidelity_cfg, rows: list[dict[str, Any]]):
         self.run_dir = Path(run_dir)
         self.sequential = bool(fidelity_cfg.sequential_accuracy)

@@ -29,16 +29,16 @@ from omegaconf import DictConfig
 from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
 from experiments.objectives import ACCURACY
 from experiments.objectives import objective as objective_of
-from experiments.records import Records, read
-from search_spaces import make_sampler, plan_warm_start
-from tuner.config import ConfigError
+from experiments.records import Records
+from search_spaces import AccuracyBook, make_sampler
 from tuner.fleet.dispatch import DispatchError
-from tuner.study.accuracy_book import HOLD, AccuracyBook
+from tuner.study.accuracy_book import HOLD, MeasuredAccuracy
 from tuner.study.journal import JOURNAL, open_journal
 from tuner.study.outcome import AccuracyFloor, Recorder
 from tuner.study.plan import PlatformPlan, trial_config
 from tuner.study.progress import StudyProgress, best_text
-from tuner.study.run_setup import cluster_plans, fixed_floor, make_dispatcher, validated
+from tuner.study.run_setup import (cluster_plans, fixed_floor, make_dispatcher, validated,
+                                   warm_start_plan)
 from tuner.study.scheduler import Finished, Lane, Scheduler
 from tuner.trial import TrialConfig
 
@@ -90,9 +90,10 @@ class Driver:
         self.dispatcher = dispatcher
         self.console = console
         self.studies: list[PlatformStudy] = []
+        self._accuracy: AccuracyBook | None = None  # what the samplers know of accuracy
         # accuracy shared across platforms and runs (measured trials only; a replay or a
         # simulation answers accuracy from its table)
-        self.book = AccuracyBook(self.run_dir, cfg.fidelity, self.records.rows) \
+        self.book = MeasuredAccuracy(self.run_dir, cfg.fidelity, self.records.rows) \
             if self.fidelity == SHORT else None
 
     # --- setup ---------------------------------------------------------------------
@@ -104,7 +105,7 @@ class Driver:
         study = optuna.create_study(
             study_name=name, storage=self.storage, directions=directions, load_if_exists=True,
             sampler=make_sampler(self.cfg.study.sampler, self.cfg.study.seed, space=plan.space,
-                                 warm_start=warm))
+                                 warm_start=warm, known_accuracy=self._known_accuracy(plan)))
         study.set_metric_names([self.objective, "accuracy"])
         for point in (warm.enqueue if warm else []):
             study.enqueue_trial(point, user_attrs={"warm_start": True})
@@ -115,6 +116,15 @@ class Driver:
                 ps.measured.setdefault(plan.space.key(json.loads(row["params"])), row["trial"])
         self._recover(ps)
         return ps
+
+    def _known_accuracy(self, plan: PlatformPlan) -> AccuracyBook:
+        """One book of known accuracies shared by every platform's sampler (accuracy is the
+        model's and the runtime's): seeded from this run's records, grown by each sampler."""
+        if self._accuracy is None:
+            rows = [r for r in self.records.rows
+                    if r["fidelity"] == self.fidelity and r.get("accuracy_low") is None]
+            self._accuracy = AccuracyBook.from_records(rows, plan.space)
+        return self._accuracy
 
     def _recover(self, ps: PlatformStudy) -> None:
         """Resume: tell what a killed driver recorded but never told; re-queue the rest."""
@@ -134,34 +144,8 @@ class Driver:
                                            user_attrs={"requeued_from": frozen.number})
 
     def _warm_start(self, plan: PlatformPlan):
-        """``study.warm_start``: what other platforms' records (run dirs, or study names of
-        this run) say about this platform's space; None when none is given."""
-        sources = list(self.cfg.study.warm_start or [])
-        if not sources:
-            return None
-        rows = []
-        for source in sources:
-            if Path(source).exists():
-                rows += read(source).to_pylist()
-            else:  # a study of this run
-                found = [r for r in self.records.rows if r["study"] == source]
-                if not found:
-                    raise ConfigError(f"study.warm_start: {source!r} is neither a run dir nor "
-                                      "a study of this run")
-                rows += found
-        facts = scenario_facts(self.cfg.scenario.name)
-        records = [{"platform": r["platform"], "params": json.loads(r["params"] or "{}"),
-                    self.objective: r[self.objective], "accuracy": r["accuracy"],
-                    "feasible": r["state"] == "complete"}
-                   for r in rows if r["platform"] != plan.platform
-                   and r["scenario"] == facts.name and r["state"] != "failed"]
-        plan_ = plan_warm_start(records, plan.space, objectives=(self.objective, "accuracy"),
-                                directions=("maximize" if facts.throughput else "minimize",
-                                            "maximize"))
-        self._print(f"{plan.platform}: warm start from {len(records)} record(s) of other "
-                    f"platforms; {len(plan_.enqueue)} point(s) measured first"
-                    + "".join(f"; {n}" for n in plan_.notes))
-        return plan_
+        """``study.warm_start`` for this platform (None when none is given)."""
+        return warm_start_plan(self.cfg, self.records.rows, plan, self.objective, self._print)
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> list[PlatformStudy]:

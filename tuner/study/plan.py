@@ -131,6 +131,21 @@ def category_exclusion(cfg: DictConfig, platform: str, system_type: str) -> str 
             f"{cfg.workload.name}) is a {'/'.join(bench.categories)}-only MLPerf benchmark")
 
 
+def output_changing_knobs(runtimes) -> dict[str, set[str]]:
+    """Per runtime, its knobs that may change outputs: all but those it declares invariant
+    (``Backend.OUTPUT_INVARIANT_KNOBS``), so the search shares accuracy across the rest."""
+    import backends
+
+    out = {}
+    for name in runtimes:
+        try:
+            cls = backends.get(name)
+        except KeyError:
+            continue  # a replayed table's runtime
+        out[name] = set(getattr(cls, "KNOBS", set())) - set(cls.OUTPUT_INVARIANT_KNOBS)
+    return out
+
+
 def make_plan(cfg: DictConfig, platform: str, nodes: list[NodeInfo]) -> PlatformPlan:
     cores = min((n.cores for n in nodes if n.cores), default=0) or (os.cpu_count() or 1)
     accelerators = sorted(set().union(*(set(n.accelerators) for n in nodes)))
@@ -155,7 +170,8 @@ def make_plan(cfg: DictConfig, platform: str, nodes: list[NodeInfo]) -> Platform
         try:
             plan.space = SearchSpace.from_config(
                 space, OmegaConf.to_container(pcfg.backends, resolve=True),
-                OmegaConf.to_container(pcfg.scenario, resolve=True))
+                OmegaConf.to_container(pcfg.scenario, resolve=True),
+                output_changing=output_changing_knobs(runtimes))
         except (ValueError, KeyError) as exc:
             raise ConfigError(f"platform {platform!r}: {exc}") from None
     return plan

@@ -104,3 +104,40 @@ def show_plan(cfg: DictConfig, out=print) -> None:
         out(describe(cluster_plans(cfg, dispatcher)))
     finally:
         dispatcher.shutdown()
+
+
+def warm_start_plan(cfg: DictConfig, rows: list, plan: PlatformPlan, objective: str, say):
+    """``study.warm_start``: what other platforms' records (run dirs, or study names of
+    this run) say about this platform's space; None when none is given."""
+    import json
+    from pathlib import Path
+
+    from experiments.mlperf import scenario as scenario_facts
+    from experiments.records import read
+    from search_spaces import plan_warm_start
+
+    sources = list(cfg.study.warm_start or [])
+    if not sources:
+        return None
+    found_rows = []
+    for source in sources:
+        if Path(source).exists():
+            found_rows += read(source).to_pylist()
+        else:  # a study of this run
+            found = [r for r in rows if r["study"] == source]
+            if not found:
+                raise ConfigError(f"study.warm_start: {source!r} is neither a run dir nor "
+                                  "a study of this run")
+            found_rows += found
+    facts = scenario_facts(cfg.scenario.name)
+    records = [{"platform": r["platform"], "params": json.loads(r["params"] or "{}"),
+                objective: r[objective], "accuracy": r["accuracy"],
+                "feasible": r["state"] == "complete"}
+               for r in found_rows if r["platform"] != plan.platform
+               and r["scenario"] == facts.name and r["state"] != "failed"]
+    warm = plan_warm_start(records, plan.space, objectives=(objective, "accuracy"),
+                           directions=("maximize" if facts.throughput else "minimize",
+                                       "maximize"))
+    say(f"{plan.platform}: warm start from {len(records)} record(s) of other platforms; "
+        f"{len(warm.enqueue)} point(s) measured first" + "".join(f"; {n}" for n in warm.notes))
+    return warm
