@@ -95,6 +95,7 @@ def test_samples_are_users(small):
     assert described["users"] == small.total_sample_count and described["user_offsets"][-1] == 20000
     assert small.trace_text().splitlines()[0] == f"0, {o[1]}, {o[1]}"
     assert abs(small.pairs_per_sample - 270) < 30 and small.samples_per_batch(64) == 1
+    assert small.items_per_sample() == small.pairs_per_sample and small.item_name == "pair"
     assert small.samples_per_batch(4096) == round(4096 / small.pairs_per_sample)
 
 

@@ -244,6 +244,11 @@ class DlrmWorkload(Workload):
     def items_per_sample(self) -> float:
         return self.pairs_per_sample
 
+    item_name: ClassVar[str] = "pair"
+
+    def items_per_sample(self) -> float:
+        return self.pairs_per_sample
+
     def samples_per_batch(self, batch_size: int) -> int:
         """Users per responder call for a batch of ``batch_size`` pairs (the knob's unit
         here), for a harness that groups samples before calling the responder."""
