@@ -82,3 +82,12 @@ def test_results_table_names_the_metric():
              "accuracy_metric": "mAP", "valid": "VALID", "inferred_from": ""}]
     text = markdown(rows)
     assert "22.350 mAP" in text and "top-1" not in text
+
+
+def test_last_bit_accuracy_differences_do_not_make_front_points():
+    from experiments.pareto import front
+
+    rows = [{"trial": 0, "state": "complete", "qps": 435.0, "accuracy": 0.883003},
+            {"trial": 1, "state": "complete", "qps": 8.0, "accuracy": 0.885218},  # +1e-6
+            {"trial": 2, "state": "complete", "qps": 370.0, "accuracy": 0.885217}]
+    assert [r["trial"] for r in front(rows, "qps")] == [0, 2]
