@@ -116,7 +116,7 @@ def _results(path: str, round_name: str | None) -> list[dict]:
     from experiments.records import FILENAME, read
     from experiments.results_table import results_table
 
-    if (Path(path) / FILENAME).is_file():
+    if (Path(path) / FILENAME).exists():
         return published.results_rows(read(path).to_pylist())
     if round_name or round_of(list(Path(path).resolve().parts)):
         rows, problems = published.import_trees([path], round_name)

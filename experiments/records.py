@@ -1,16 +1,22 @@
-"""Trial records: one row per trial, whatever its outcome, in ``trials.parquet``.
+"""Trial records: one row per trial, whatever its outcome, in ``trials.parquet/``.
 
-``trials.parquet`` is whole at every moment: each ``add`` rewrites the file (a temporary
-name, then an atomic rename), so DuckDB (``FROM 'runs/x/trials.parquet'``), pandas and
-pyarrow read every row recorded so far, during a run and after a killed one, from that one
-path. The rewrite costs some 25-35 ms per add up to 1000 rows on a 2-core machine (README
-"Reading the records"), small beside a trial. Earlier versions added rows as part files in ``trials.parquet.d/``; ``read``
-still merges those, and the first write folds them into the file (its schema metadata
-names the last part it holds, so a writer killed before removing them never counts a row
-twice).
+``trials.parquet`` is a Parquet dataset folder of immutable part files: each ``add``
+writes one new ``part-NNNNNN.parquet`` (under a hidden temporary name, then an atomic
+rename) and never touches the others. So the folder is whole at every moment, and DuckDB
+(``FROM 'runs/x/trials.parquet/*.parquet'``), pandas (``pd.read_parquet('runs/x/
+trials.parquet')``) and pyarrow read every row recorded so far, during a run and after a
+killed one. (A single file rewritten on every add is not: pyarrow opens a file twice, for
+its footer and its pages, and a rename between the two tears the read.) The cost of an add
+stays flat with the study's size.
+
+``flush`` (the end of a run) folds many parts into one ``part-NNNNNN-all.parquet`` whose
+schema metadata names the last part it holds; ``read`` skips the parts it covers, so a
+flush killed before it removed them never counts a row twice (a tool reading the folder
+in that instant may). Runs of earlier versions (one ``trials.parquet`` file, plus parts in
+``trials.parquet.d/``) are read as they are and turned into the folder on their next write.
 
 A write that fails (read-only folder, full disk) raises an ``OSError`` naming the path;
-the table already on disk is left as it was, and the row goes out with the next write.
+what is on disk is left as it was, and the row goes out with the next write.
 """
 from __future__ import annotations
 
@@ -22,11 +28,12 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FILENAME = "trials.parquet"
-PARTS = FILENAME + ".d"  # earlier versions: one Parquet file per add() until compaction
+FILENAME = "trials.parquet"  # the dataset folder
+LEGACY_PARTS = FILENAME + ".d"  # earlier versions: part files beside a single file
 # undecided: measured, but the accuracy interval straddles the floor (neither verdict)
 STATES = ("complete", "infeasible", "undecided", "failed")
-_THROUGH = b"tuner.compacted_through"  # schema metadata: last part folded into the file
+_THROUGH = b"tuner.compacted_through"  # schema metadata: the last part a fold holds
+FOLD_AT = 64  # parts before flush folds them into one
 
 SCHEMA = pa.schema([
     ("study", pa.string()),
@@ -84,30 +91,16 @@ def _coerce(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Records:
-    """The run's trial table, kept in memory and mirrored whole to ``trials.parquet``."""
+    """The run's trial table, kept in memory and appended to ``trials.parquet/``."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / FILENAME
-        self.parts = self.path.with_name(PARTS)
-        self.rows: list[dict[str, Any]] = read(self.path).to_pylist() if _exists(self.path) else []
-        # the last part of an earlier version's run; the file written next says it holds it
-        self._through = max(_last_part(self.parts), _compacted_through(self.path))
-        # what the file holds as Arrow (None: parts or nothing on disk), grown a row per add
-        self._table: pa.Table | None = None
-        if self.path.exists() and not _live_parts(self.path):
-            self._table = pa.Table.from_pylist(self.rows, schema=SCHEMA)
+        self.rows: list[dict[str, Any]] = read(self.path).to_pylist() if exists(self.path) else []
+        self._written = len(self.rows)  # rows on disk (the folder, or a legacy file)
 
     def add(self, row: dict[str, Any]) -> None:
-        row = _coerce(row)
-        self.rows.append(row)
-        table = self._table
-        if table is None or table.num_rows != len(self.rows) - 1:  # a failed write before
-            table = pa.Table.from_pylist(self.rows, schema=SCHEMA)
-        else:
-            table = pa.concat_tables([table, pa.Table.from_pylist([row], schema=SCHEMA)])
-            if table.column(0).num_chunks > 32:  # a chunk per row makes the write crawl
-                table = table.combine_chunks()
-        self._save(table)
+        self.rows.append(_coerce(row))
+        self._save()
 
     def find(self, study: str, trial: int, fidelity: str = "short") -> dict[str, Any] | None:
         for row in self.rows:
@@ -116,64 +109,92 @@ class Records:
         return None
 
     def flush(self) -> None:
-        """Write edits of ``rows``; nothing when the file already holds them (a command that
-        fails leaves a finished run's file untouched)."""
-        table = pa.Table.from_pylist(self.rows, schema=SCHEMA)
-        if self._table is not None and table.equals(self._table):
-            return
-        self._save(table)
+        """Write what is unwritten; fold many parts into one. Nothing when the folder
+        already holds every row in few parts (a command that fails leaves a finished run
+        untouched)."""
+        self._save()
+        parts = _parts(self.path)
+        if len(parts) > FOLD_AT:
+            through = _seq(parts[-1])
+            _write_arrow(self.path / f"part-{through:06d}-all.parquet", self.table(),
+                         {_THROUGH: str(through).encode()})
+            for part in parts:
+                part.unlink(missing_ok=True)
 
-    def _save(self, table: pa.Table) -> None:
-        self._table = None  # until the file holds it
-        _write_arrow(self.path, table, {_THROUGH: str(self._through).encode()})
-        self._table = table
-        for part in _parts(self.parts):  # an earlier version's parts, now in the file
+    def _save(self) -> None:
+        if self._written >= len(self.rows):
+            return
+        if not self.path.is_dir():
+            self._adopt_legacy()
+            if self._written >= len(self.rows):
+                return
+        new = pa.Table.from_pylist(self.rows[self._written:], schema=SCHEMA)
+        seq = (_seq(_parts(self.path)[-1]) if _parts(self.path) else 0) + 1
+        _write_arrow(self.path / f"part-{seq:06d}.parquet", new)
+        self._written = len(self.rows)
+
+    def _adopt_legacy(self) -> None:
+        """Make the folder; an earlier version's single file (and its parts) becomes its
+        first part, then goes."""
+        if not (self.path.is_file() or _legacy_parts(self.path)):
+            self._written = 0
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cannot write trial records {self.path}: "
+                                         f"{exc.strerror or exc}", str(self.path)) from exc
+            return
+        import shutil
+
+        folder = self.path.with_name(f".{FILENAME}.new{os.getpid()}")
+        try:
+            _write_arrow(folder / "part-000001.parquet", self.table())
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        if self.path.is_file():
+            self.path.unlink()
+        for part in _legacy_parts(self.path):
             part.unlink(missing_ok=True)
+        os.replace(folder, self.path)
+        self._written = len(self.rows)
 
     def table(self) -> pa.Table:
         return pa.Table.from_pylist(self.rows, schema=SCHEMA)
 
 
 def _seq(part: Path) -> int:
-    return int(part.stem.split("-")[1])
+    return int(part.name.split("-")[1].split(".")[0])
 
 
 def _parts(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("part-*.parquet") if p.stem.split("-")[1].isdigit())
+    return sorted((p for p in folder.glob("part-*.parquet")
+                   if p.name.split("-")[1].split(".")[0].isdigit()), key=_seq)
 
 
-def _last_part(folder: Path) -> int:
-    parts = _parts(folder)
-    return _seq(parts[-1]) if parts else 0
+def _legacy_parts(path: Path) -> list[Path]:
+    return _parts(path.with_name(LEGACY_PARTS))
 
 
-def _compacted_through(path: Path) -> int:
-    if not path.exists():
-        return 0
-    meta = pq.read_schema(path).metadata or {}
+def _through(part: Path) -> int:
+    meta = pq.read_schema(part).metadata or {}
     return int(meta.get(_THROUGH, b"0"))
 
 
-def _live_parts(path: Path) -> list[Path]:
-    """The parts written after the compacted file (older ones are already in it)."""
-    through = _compacted_through(path)
-    return [p for p in _parts(path.with_name(PARTS)) if _seq(p) > through]
-
-
-def _exists(path: Path) -> bool:
-    return path.exists() or bool(_parts(path.with_name(PARTS)))
+def exists(path: Path) -> bool:
+    """Records at ``path`` (a folder, or an earlier version's file or parts)?"""
+    return path.exists() or bool(_legacy_parts(path))
 
 
 def _write_arrow(path: Path, table: pa.Table, metadata: dict | None = None) -> None:
     """Write by temporary file + rename; an error names the path and leaves no debris."""
     if metadata:
         table = table.replace_schema_metadata(metadata)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")  # hidden: readers skip it
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # zstd: the smallest and, at 1000 rows, about the fastest to rewrite per add
         pq.write_table(table, tmp, compression="zstd", compression_level=1)
         os.replace(tmp, path)
     except OSError as exc:
@@ -185,25 +206,50 @@ def _write_arrow(path: Path, table: pa.Table, metadata: dict | None = None) -> N
                                  f"{exc.strerror or exc}", str(path)) from exc
 
 
-def write(path: Path, rows: Iterable[dict[str, Any]], compacted_through: int = 0) -> None:
-    _write_arrow(Path(path), pa.Table.from_pylist(list(rows), schema=SCHEMA),
-                 {_THROUGH: str(int(compacted_through)).encode()})
+def write(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """A new records folder holding ``rows`` (an import, a test's table)."""
+    _write_arrow(Path(path) / "part-000001.parquet",
+                 pa.Table.from_pylist(list(rows), schema=SCHEMA))
+
+
+def _read_parts(parts: list[Path]) -> list[pa.Table]:
+    tables, covered = [], 0
+    for part in parts:
+        if _seq(part) <= covered:
+            continue  # already in a fold read before it
+        try:
+            table = pq.read_table(part)
+        except (OSError, pa.ArrowInvalid) as exc:  # only a crash below the rename does this
+            warnings.warn(f"skipping unreadable trial-record part {part}: {exc}")
+            continue
+        if part.name.endswith("-all.parquet"):
+            covered = _through(part)
+        tables.append(table)
+    return tables
 
 
 def read(path: str | os.PathLike) -> pa.Table:
+    """Every row at ``path``: a run dir, its ``trials.parquet`` folder, or an earlier
+    version's ``trials.parquet`` file (with its ``trials.parquet.d/`` parts)."""
     path = Path(path)
-    if path.is_dir() and path.name != PARTS:
+    if path.is_dir() and path.name != FILENAME:
         path = path / FILENAME
-    if not _exists(path):
+    if not exists(path):
         raise FileNotFoundError(f"no trial records at {path}")
-    tables = [pq.read_table(path)] if path.exists() else []
-    for part in _live_parts(path):
-        try:
-            tables.append(pq.read_table(part))
-        except (OSError, pa.ArrowInvalid) as exc:  # only a crash below the rename does this
-            warnings.warn(f"skipping unreadable trial-record part {part}: {exc}")
+    if path.is_dir():
+        # folds sort before the parts they hold: read newest fold's coverage first
+        parts = sorted(_parts(path), key=lambda p: (_seq(p), not p.name.endswith("-all.parquet")))
+        folds = [p for p in parts if p.name.endswith("-all.parquet")]
+        if folds:
+            last = folds[-1]
+            parts = [last] + [p for p in parts if _seq(p) > _seq(last)]
+        tables = _read_parts(parts)
+    else:
+        tables = [pq.read_table(path)] if path.is_file() else []
+        through = _through(path) if path.is_file() else 0
+        tables += _read_parts([p for p in _legacy_parts(path) if _seq(p) > through])
     if len(tables) == 1:
-        return tables[0]
+        return tables[0].replace_schema_metadata(None)
     if not tables:
         return SCHEMA.empty_table()
     return pa.concat_tables([t.replace_schema_metadata(None) for t in tables],

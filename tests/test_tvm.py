@@ -114,7 +114,8 @@ b = backends.load("tvm", {str(path)!r}, {{"num_threads": 2}}, {str(cache_dir)!r}
 n_threads = tvm.get_global_func("runtime.NumThreads")
 seen = {{}}
 def other():
-    predict_nchw(b, np.zeros(b.inputs[0].shape, np.float32))
+    spec = b.inputs[0]
+    b.predict({{spec.name: np.zeros(spec.shape, np.float32)}})
     seen["thread"] = n_threads()
 t = threading.Thread(target=other); t.start(); t.join()
 print(json.dumps({{"hit": b.cache_hit, "compiles": TVMBackend.compiles, "main": n_threads(),

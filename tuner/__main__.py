@@ -123,17 +123,20 @@ def _records_stamp(run_dir: Path) -> tuple | None:
     from experiments.records import FILENAME
 
     path = run_dir / FILENAME
-    return (path.stat().st_mtime_ns, path.stat().st_size) if path.exists() else None
+    if not path.exists():
+        return None
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files)
 
 
 def undo(run_dir: Path, existed: bool, before: dict[str, bytes], stamp: tuple | None) -> None:
     """After a failed start: a run folder this command made and recorded nothing in goes;
     an existing run gets its saved config back, unless this command recorded trials (they
     were measured under the new config)."""
-    from experiments.records import FILENAME, PARTS
+    from experiments.records import FILENAME, exists
 
     if not existed:
-        if not (run_dir / FILENAME).exists() and not (run_dir / PARTS).exists():
+        if not exists(run_dir / FILENAME):
             shutil.rmtree(run_dir, ignore_errors=True)
         return
     if _records_stamp(run_dir) != stamp:

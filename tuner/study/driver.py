@@ -164,7 +164,7 @@ class Driver:
             self._loop()
         finally:
             if self.records.rows:
-                self.records.flush()  # compact the per-trial parts into trials.parquet
+                self.records.flush()  # fold many part files into one
             if own:
                 self.dispatcher.shutdown()
         return self.studies
