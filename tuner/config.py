@@ -66,7 +66,7 @@ class StudyConfig:
     # Run dirs (our own or imported published results) or study names of this run whose
     # records of other platforms a new platform's study learns from (search_spaces.warm_start)
     warm_start: List[str] = field(default_factory=list)
-    accuracy_floor: Optional[float] = None  # absolute top-1; None: fraction x reference
+    accuracy_floor: Optional[float] = None  # absolute, in the task's metric; None: fraction x reference
     accuracy_floor_fraction: float = 0.99  # MLPerf's "99% of the reference accuracy"
     trial_timeout_s: float = 300.0
     timeout_s: Optional[float] = None  # stop asking for new trials after this long
