@@ -91,6 +91,9 @@ class FidelityConfig:
     # against the floor is settled at this confidence or its interval is narrower than
     # accuracy_width (experiments/sequential.py). Promotion always scores the whole set.
     sequential_accuracy: bool = True
+    # ... on sets of at least this many samples: a smaller one (the digits' 359, the
+    # canvases' 400) is scored whole in one batched run, which costs less than the chunks
+    sequential_min_samples: int = 2000
     accuracy_confidence: float = 0.99
     accuracy_width: float = 0.005
 

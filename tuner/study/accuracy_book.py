@@ -52,6 +52,7 @@ class MeasuredAccuracy:
         self.share = bool(fidelity_cfg.share_accuracy)
         self.confidence = float(fidelity_cfg.accuracy_confidence)
         self.width = float(fidelity_cfg.accuracy_width)
+        self.min_samples = int(fidelity_cfg.sequential_min_samples)
         self.spot_samples = int(fidelity_cfg.spot_check_samples)
         self.known: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}  # key -> trial number measuring it
@@ -100,7 +101,8 @@ class MeasuredAccuracy:
 
     def _pass(self, tcfg: TrialConfig, floor: float | None) -> dict[str, Any]:
         plan: dict[str, Any] = {"sequential": self.sequential, "floor": floor,
-                                "confidence": self.confidence, "width": self.width}
+                                "confidence": self.confidence, "width": self.width,
+                                "min_samples": self.min_samples}
         ref = self._reference.get(tcfg.study)
         if self.sequential and ref is not None:
             responses = self._responses(ref, MAX_PAIRED)

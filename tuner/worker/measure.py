@@ -274,7 +274,10 @@ def _accuracy(cfg: TrialConfig, workload, respond, samples, run, total: int,
             return accuracy.inherited(plan, len(spot))
         result.system["spot_check_mismatch"] = {"from": plan["inherit"]["from"],
                                                 "samples": len(spot), "differ": bad[:20]}
-    if plan.get("sequential") and cfg.fidelity.name == SHORT:
+    # a small set is scored whole: its one batched pass costs less than the chunks' LoadGen
+    # runs and the interval's re-scoring (30 mAP evaluations a look for detection)
+    if plan.get("sequential") and cfg.fidelity.name == SHORT \
+            and total >= int(plan.get("min_samples", 0)):
         out = accuracy.sequential_pass(workload, run, total, plan)
     else:
         responses = run(list(range(total)), "accuracy")
