@@ -62,7 +62,7 @@ def inherited(plan: dict[str, Any], checked: int) -> AccuracyOutcome:
         text=f"inherited from {src['from']} after an identical spot check on {checked} samples")
 
 
-def run_chunks(oracle, sut_factory, workload, indices: list[int], work: Path, scenario: str,
+def run_chunks(oracle, sut_factory, indices: list[int], work: Path, scenario: str,
                label: str) -> dict[int, bytes]:
     """One LoadGen accuracy run over ``indices`` (dataset indices); responses by dataset index."""
     out_dir = work / label

@@ -250,8 +250,7 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
                         return SystemUnderTest(**{**sut_args, "total_count": len(idx),
                                                   "performance_count": len(idx),
                                                   "load_samples": lambda q: samples([idx[i] for i in q])})
-                    return accuracy.run_chunks(oracle, sut, workload, indices, work, acc_scenario,
-                                               label)
+                    return accuracy.run_chunks(oracle, sut, indices, work, acc_scenario, label)
 
                 outcome = _accuracy(cfg, workload, respond, samples, run, accuracy_total, result)
                 _record_accuracy(outcome, result, work)
