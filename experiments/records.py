@@ -97,6 +97,7 @@ class Records:
         self.path = Path(run_dir) / FILENAME
         self.rows: list[dict[str, Any]] = read(self.path).to_pylist() if exists(self.path) else []
         self._written = len(self.rows)  # rows on disk (the folder, or a legacy file)
+        self._saved = [dict(r) for r in self.rows]  # as written: flush finds rows edited since
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(_coerce(row))
@@ -109,10 +110,14 @@ class Records:
         return None
 
     def flush(self) -> None:
-        """Write what is unwritten; fold many parts into one. Nothing when the folder
-        already holds every row in few parts (a command that fails leaves a finished run
-        untouched)."""
+        """Write what is unwritten (and rows edited in place: the whole folder again);
+        fold many parts into one. Nothing when the folder already holds every row as it is,
+        in few parts (a command that fails leaves a finished run untouched)."""
         self._save()
+        if self.rows[:len(self._saved)] != self._saved:  # rows edited in place since written
+            write(self.path, self.rows)
+            self._saved = [dict(r) for r in self.rows]
+            return
         parts = _parts(self.path)
         if len(parts) > FOLD_AT:
             through = _seq(parts[-1])
@@ -131,6 +136,7 @@ class Records:
         new = pa.Table.from_pylist(self.rows[self._written:], schema=SCHEMA)
         seq = (_seq(_parts(self.path)[-1]) if _parts(self.path) else 0) + 1
         _write_arrow(self.path / f"part-{seq:06d}.parquet", new)
+        self._saved += [dict(r) for r in self.rows[self._written:]]
         self._written = len(self.rows)
 
     def _adopt_legacy(self) -> None:
@@ -158,6 +164,7 @@ class Records:
             part.unlink(missing_ok=True)
         os.replace(folder, self.path)
         self._written = len(self.rows)
+        self._saved = [dict(r) for r in self.rows]
 
     def table(self) -> pa.Table:
         return pa.Table.from_pylist(self.rows, schema=SCHEMA)
@@ -207,9 +214,23 @@ def _write_arrow(path: Path, table: pa.Table, metadata: dict | None = None) -> N
 
 
 def write(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """A new records folder holding ``rows`` (an import, a test's table)."""
-    _write_arrow(Path(path) / "part-000001.parquet",
-                 pa.Table.from_pylist(list(rows), schema=SCHEMA))
+    """``rows`` as the whole records folder at ``path`` (an import, a rewritten table),
+    replacing what was there: built beside it, then swapped in."""
+    import shutil
+
+    path = Path(path)
+    fresh = path.with_name(f".{path.name}.new{os.getpid()}")
+    shutil.rmtree(fresh, ignore_errors=True)
+    _write_arrow(fresh / "part-000001.parquet", pa.Table.from_pylist(list(rows), schema=SCHEMA))
+    old = path.with_name(f".{path.name}.old{os.getpid()}")
+    if path.is_dir():
+        os.replace(path, old)
+    elif path.exists():
+        path.unlink()
+    for part in _legacy_parts(path):
+        part.unlink(missing_ok=True)
+    os.replace(fresh, path)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_parts(parts: list[Path]) -> list[pa.Table]:

@@ -84,6 +84,16 @@ def test_parts_of_an_earlier_version_are_read_and_folded_in(tmp_path):
         [0, 1, 2, 3, 4]
 
 
+def test_flush_keeps_rows_edited_in_place(tmp_path):
+    rec = Records(tmp_path)
+    for i in range(3):
+        rec.add(row(i))
+    rec.rows[0]["cause"] = "edited"
+    rec.flush()
+    assert read(tmp_path).to_pylist()[0]["cause"] == "edited"
+    assert [r["trial"] for r in read(tmp_path).to_pylist()] == [0, 1, 2]
+
+
 def test_flush_folds_parts_and_leaves_a_finished_run_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(records, "FOLD_AT", 3)
     rec = Records(tmp_path)
