@@ -225,28 +225,9 @@ class DigitCanvasesWorkload(Workload):
         model = self.fp32_onnx(variant.params["width"], variant.resolution)
         if variant.precision == "fp32":
             return model.SerializeToString()
-        import tempfile
+        from workloads.quantize import quantize_qdq
 
-        from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                              quantize_static)
-
-        samples = self.calibration_samples(variant.resolution)
-
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self._it = iter(samples[i:i + 1] for i in range(len(samples)))
-
-            def get_next(self):
-                x = next(self._it, None)
-                return None if x is None else {"image": x}
-
-        with tempfile.TemporaryDirectory() as tmp:
-            src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-            src.write_bytes(model.SerializeToString())
-            quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
-            return dst.read_bytes()
+        return quantize_qdq(model, "image", self.calibration_samples(variant.resolution))
 
     def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
         steps = ["fp16 stored convolution weights cast to fp32",
