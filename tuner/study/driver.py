@@ -132,6 +132,10 @@ class Driver:
         for frozen in ps.study.get_trials(deepcopy=False):
             if frozen.state == states.COMPLETE:
                 ps.finished += "cached_from" not in frozen.user_attrs
+            elif frozen.state == states.RUNNING and (not frozen.params
+                                                     or "repeat_of_inflight" in frozen.user_attrs):
+                # killed between ask and suggest, or while telling a repeat: never measured
+                ps.study.tell(optuna.trial.Trial(ps.study, frozen._trial_id), state=states.FAIL)
             elif frozen.state in (states.RUNNING, states.WAITING) and frozen.params:
                 row = self.records.find(ps.name, frozen.number, self.fidelity)
                 trial = optuna.trial.Trial(ps.study, frozen._trial_id)
