@@ -39,7 +39,14 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
                          f"(keep it under {MAX_TEMP_DIR} characters, e.g. /tmp/tn-<id>)")
 
     wanted = list(NODE_PORTS)
+    # ports other agents on this machine chose: some of their processes bind late (or
+    # rebind), so "free right now" is not enough (two agents once shared a port)
     taken: set[int] = set()
+    for other in load_records():
+        taken |= {int(p) for p in (other.get("ports") or {}).values() if p}
+        lo_hi = other.get("worker_ports") or []
+        if len(lo_hi) == 2:
+            taken |= set(range(int(lo_hi[0]), int(lo_hi[1]) + 1))
     address = None
     gcs = None
     if args.head:
