@@ -69,11 +69,25 @@ def start_node(fleet: dict[str, Any], platform: str, *extra: str,
 
 
 def kill_node(record: dict[str, Any], sig: signal.Signals) -> list[int]:
-    """Signal every live process of one recorded node (and only those) at once."""
-    targets = node.node_targets(record)
-    for pid, start in targets.items():
-        if node.is_alive(pid, start):
-            os.kill(pid, sig)
+    """Signal every live process of one recorded node (and only those) in one instant.
+
+    The processes are first all stopped (a stopped process holds its pipes open, so no
+    other sees an end of file), then signalled: as on a power cut, none of them lives on
+    for a moment to report what it saw of the others dying (seen in CI: a trial's worker
+    outlived the fork server it was starting a trial on and reported an EOFError crash)."""
+    targets: dict[int, Any] = {}
+    while True:  # a process forked before its parent stopped joins on the next pass
+        new = {pid: start for pid, start in node.node_targets(record).items()
+               if pid not in targets and node.is_alive(pid, start)}
+        if not new:
+            break
+        for pid in new:
+            os.kill(pid, signal.SIGSTOP)
+        targets.update(new)
+    if sig != signal.SIGSTOP:
+        for pid, start in targets.items():
+            if node.is_alive(pid, start):
+                os.kill(pid, sig)
     return sorted(targets)
 
 

@@ -57,7 +57,13 @@ def run_isolated(cfg: TrialConfig, timeout_s: float | None = None) -> TrialResul
     receiver, sender = ctx.Pipe(duplex=False)
     started = time.time()
     proc = ctx.Process(target=_child, args=(cfg, sender), name=f"trial-{cfg.trial}")
-    proc.start()
+    try:
+        proc.start()
+    except (EOFError, OSError) as exc:  # the fork server died (killed, out of memory)
+        sender.close()
+        receiver.close()
+        return TrialResult.lost(f"crashed: the fork server was lost starting the trial "
+                                f"({type(exc).__name__})", cfg.platform, started)
     sender.close()
     result: TrialResult | None = None
     received = started
