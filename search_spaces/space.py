@@ -108,12 +108,17 @@ class SearchSpace:
         knob's own spec as ``affects_accuracy: true|false``, which wins. Only those knobs
         join the model dims and the runtime in the accuracy key (``accuracy_key``)."""
         dims: list[Dim] = []
-        for name, spec in (space.get("model") or {}).items():
-            dims.append(_dim(name, spec, "model", when=_when(spec, {})))
+        model = [_dim(name, spec, "model", when=_when(spec, {}))
+                 for name, spec in (space.get("model") or {}).items()]
+        # a model dim may depend on the runtime (`when: {backend: [onnxruntime]}`: what only
+        # that runtime can run): it is suggested after the runtime, the rest before it
+        by_runtime = [d for d in model if any(name == BACKEND for name, _ in d.when)]
+        dims.extend(d for d in model if d not in by_runtime)
         runtimes = list(space.get("backends") or [])
         if not runtimes:
             raise ValueError("space.backends: empty; name at least one runtime")
         dims.append(Dim(BACKEND, "categorical", tuple(runtimes), role="backend"))
+        dims.extend(by_runtime)
         for runtime in runtimes:
             conf = backends.get(runtime) or {}
             knobs = conf.get("knobs") or {}

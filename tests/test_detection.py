@@ -217,8 +217,10 @@ def test_variant_knobs_and_errors(workload):
     assert v.name == "ssd_digits_w1.0_r96_int8_s0.3_n0.6_m10"
     assert (v.resolution, v.precision, v.params["max_detections"]) == (96, "int8", 10)
     assert set(DigitCanvasesWorkload.model_choices({})) == {
-        "width", "resolution", "precision", "score_threshold", "nms_iou", "max_detections"}
+        "width", "resolution", "precision", "score_threshold", "nms_iou", "max_detections",
+        "nms"}
     for bad, key in [({"width": 0.3}, "width"), ({"resolution": 100}, "resolution"),
+                     ({"nms": "gpu"}, "nms"),
                      ({"nms_iou": 0}, "nms_iou"), ({"score_threshold": 1.5}, "score_threshold"),
                      ({"max_detections": 0}, "max_detections"), ({"depth": 3}, "depth")]:
         with pytest.raises(ValueError, match=key):

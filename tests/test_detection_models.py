@@ -94,6 +94,43 @@ def test_knobs_trade_detections_for_speed(workload):
     assert sizes[0] > sizes[1] > 0 and sizes[1] <= 4 * 2 * 28
 
 
+def test_nms_in_the_graph_answers_what_the_harness_does(workload):
+    """``nms=model``: the ONNX graph decodes and runs NonMaxSuppression; its records score
+    the same mAP as the harness's numpy NMS on the same detector, batched or not, and
+    the thresholds are inputs (one file for every knob setting). Other formats refuse it."""
+    from workloads.digit_canvases import nms_graph
+
+    for precision in ("fp32", "int8"):
+        harness = workload.variant(width=WIDTH, resolution=RES, precision=precision,
+                                   nms_iou=0.45, max_detections=10)
+        graph = workload.variant(width=WIDTH, resolution=RES, precision=precision,
+                                 nms_iou=0.45, max_detections=10, nms="model")
+        assert graph.name == harness.name + "_nmsgraph"  # its own accuracy key
+        path = workload.model_file(graph)
+        assert path != workload.model_file(harness)
+        assert workload.model_file(workload.variant(width=WIDTH, resolution=RES,
+                                                    precision=precision, nms="model")) == path
+        predict = _ort(path)
+        import onnxruntime as ort
+
+        names = [i.name for i in ort.InferenceSession(str(path)).get_inputs()]
+        assert names == ["image", *nms_graph.KNOB_INPUTS]
+        specs = [TensorSpec("image", (-1, 1, RES, RES), np.dtype("float32")),
+                 TensorSpec("score_threshold", (), np.dtype("float32"))]
+        by_harness = _map(workload, harness, _ort(workload.model_file(harness)))
+        by_graph = _map(workload, graph, predict)
+        assert by_graph.value == pytest.approx(by_harness.value, abs=1e-9), precision
+        # a batch of 8 answers each canvas what it answers alone
+        respond = workload.responder(graph, predict, specs, 8)
+        samples = workload.load_samples(range(8), graph)
+        batched = [ctypes.string_at(a, n) for a, n in respond(samples)]
+        alone = [ctypes.string_at(*respond([s])[0]) for s in samples]
+        assert batched == alone and all(len(b) <= 10 * 28 for b in batched)
+        assert sum(map(len, batched)) > 0
+    with pytest.raises(ValueError, match="nms=model"):
+        workload.model_file(graph, "tflite")
+
+
 def test_digit_pool_is_the_digits_split():
     from workloads import digits_data
 

@@ -71,3 +71,20 @@ def test_grid_expands_conditionals():
 def test_empty_backends_rejected():
     with pytest.raises(ValueError, match="space.backends"):
         SearchSpace.from_config({**SPACE, "backends": []}, BACKENDS)
+
+
+def test_a_model_dim_may_depend_on_the_runtime():
+    """A model dim with ``when: {backend: ...}`` (what only one runtime can run, such as
+    NMS inside the graph) is suggested after the runtime, only for it, and is a model dim
+    of the accuracy key."""
+    spec = {**SPACE, "model": {**SPACE["model"], "nms": {
+        "type": "categorical", "choices": ["harness", "model"],
+        "when": {"backend": "onnxruntime"}}}}
+    s = SearchSpace.from_config(spec, BACKENDS, SCENARIO)
+    names = [d.name for d in s.dims]
+    assert names.index("nms") == names.index("backend") + 1
+    grid = s.grid()
+    assert {p.get("nms") for p in grid if p["backend"] == "onnxruntime"} == {"harness", "model"}
+    assert all("nms" not in p for p in grid if p["backend"] == "litert")
+    point = next(p for p in grid if p.get("nms") == "model")
+    assert s.split(point).model["nms"] == "model" and ("nms", "model") in s.accuracy_key(point)

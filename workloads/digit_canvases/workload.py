@@ -2,9 +2,10 @@
 
 Family: backbone width x input resolution x fp32/int8 (``model.py``, trained by
 ``train.py``, weights in ``assets/``), plus the post-processing knobs the search owns:
-``score_threshold``, ``nms_iou`` and ``max_detections``. The knobs are model parameters
-(they change mAP as well as latency) but not part of a model file: every knob setting of a
-(width, resolution, precision) shares one cached ONNX/TFLite file.
+``score_threshold``, ``nms_iou`` and ``max_detections``, and ``nms``: where NMS runs
+(``harness``, or ``model``: inside the ONNX graph, ``nms_graph.py``, for ONNX Runtime).
+The knobs are model parameters (they change mAP as well as latency) but not part of a model
+file: every knob setting of a (width, resolution, precision, nms) shares one cached file.
 
 Built on first use and cached by content hash: the fp32 ONNX graph of a (width,
 resolution) with that resolution's batch norm folded in, its int8 version by ONNX
@@ -12,7 +13,8 @@ Runtime's static quantization (QDQ, per-channel weights) calibrated on training 
 and the LiteRT ``.tflite`` files (``tflite.py``).
 
 The model ends at raw box regressions and class logits; the responder decodes, thresholds
-and runs per-class NMS (``postprocess.py``) inside LoadGen's timed path, and answers
+and runs per-class NMS (``postprocess.py``) inside LoadGen's timed path (with ``nms:
+model`` the graph does that and the responder only splits the kept boxes by image), and answers
 MLPerf's detection records. ``score`` computes COCO mAP as MLPerf's accuracy-coco.py does
 (``coco_eval.py``); ``annotation_file`` writes the ground truth where that script wants it.
 """
@@ -28,13 +30,16 @@ import numpy as np
 from backends.base import TensorSpec
 from backends.cache import content_hash, publish_file
 from workloads.base import Metric, Predict, Score, Variant, Workload
-from workloads.digit_canvases import coco_eval, data, model as det, postprocess as post
+from workloads.digit_canvases import coco_eval, data, model as det, nms_graph
+from workloads.digit_canvases import postprocess as post
 
 WIDTHS = (0.5, 1.0, 2.0)
 RESOLUTIONS = (64, 96, 128)
 PRECISIONS = ("fp32", "int8")
 #: the knobs' defaults (torchvision's SSD uses 0.01 / 0.45 / 200; MLPerf's TF SSD 0.3 / 0.6 / 100)
 DEFAULT_KNOBS = {"score_threshold": 0.05, "nms_iou": 0.5, "max_detections": 100}
+#: where NMS runs: in the harness (numpy, every runtime) or in the model (ONNX files only)
+NMS_PLACES = ("harness", "model")
 CALIBRATION_COUNT = 64
 BUILDER_VERSION = 1  # bump when the graph or quantization recipe changes
 MAP = Metric("mAP", "mAP", "mAP")
@@ -81,13 +86,7 @@ class DetectionResponder:
         self.writer = post.RecordWriter()
         self._batch = np.zeros((max(1, batch_size), 1, resolution, resolution), np.float32)
 
-    def _outputs(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes, logits) by shape: runtimes do not agree on output order."""
-        boxes = next(o for o in outs if o.shape[-1] == 4)
-        logits = next(o for o in outs if o.shape[-1] == det.OUT_CLASSES)
-        return boxes, logits
-
-    def __call__(self, samples: Sequence[Sample]) -> list[tuple[int, int]]:
+    def _images(self, samples: Sequence[Sample]) -> np.ndarray:
         n = len(samples)
         if n == 1:
             x = samples[0].image
@@ -99,7 +98,17 @@ class DetectionResponder:
                 x[i] = s.image[0]
         if self.nhwc:
             x = x.reshape(n, x.shape[2], x.shape[3], 1)
-        reg, logits = self._outputs(self.predict({self.name: x}))
+        return x
+
+    def _outputs(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(boxes, logits) by shape: runtimes do not agree on output order."""
+        boxes = next(o for o in outs if o.shape[-1] == 4)
+        logits = next(o for o in outs if o.shape[-1] == det.OUT_CLASSES)
+        return boxes, logits
+
+    def __call__(self, samples: Sequence[Sample]) -> list[tuple[int, int]]:
+        n = len(samples)
+        reg, logits = self._outputs(self.predict({self.name: self._images(samples)}))
         scores = post.softmax(logits)[..., 1:]  # background dropped: column d = digit d
         k = self.knobs
         boxes, confs, ids = [], [], []
@@ -111,6 +120,25 @@ class DetectionResponder:
             confs.append(s[keep])
             ids.append(cls[keep] + 1)  # digit d is category id d + 1
         return self.writer.pack([s.index for s in samples], boxes, confs, ids)
+
+
+class GraphNmsResponder(DetectionResponder):
+    """Samples -> model input batch and thresholds -> the graph's kept boxes -> records."""
+
+    def __init__(self, predict: Predict, spec: TensorSpec, resolution: int, knobs: dict,
+                 batch_size: int):
+        super().__init__(predict, spec, resolution, knobs, batch_size)
+        self.feeds = nms_graph.knob_feeds(knobs)
+
+    def __call__(self, samples: Sequence[Sample]) -> list[tuple[int, int]]:
+        outs = self.predict({self.name: self._images(samples), **self.feeds})
+        index = next(o for o in outs if o.dtype == np.int64)
+        boxes = next(o for o in outs if o.ndim == 2 and o.dtype != np.int64)
+        scores = next(o for o in outs if o.ndim == 1)
+        per_image = nms_graph.split(index, boxes, scores, len(samples),
+                                    self.knobs["max_detections"])
+        return self.writer.pack([s.index for s in samples], [b for b, _, _ in per_image],
+                                [s for _, s, _ in per_image], [c + 1 for _, _, c in per_image])
 
 
 class DigitCanvasesWorkload(Workload):
@@ -142,7 +170,8 @@ class DigitCanvasesWorkload(Workload):
     @classmethod
     def model_choices(cls, cfg: Mapping[str, Any]) -> dict[str, tuple | None]:
         return {"width": WIDTHS, "resolution": RESOLUTIONS, "precision": PRECISIONS,
-                "score_threshold": None, "nms_iou": None, "max_detections": None}
+                "score_threshold": None, "nms_iou": None, "max_detections": None,
+                "nms": NMS_PLACES}
 
     @classmethod
     def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:
@@ -158,7 +187,8 @@ class DigitCanvasesWorkload(Workload):
     def variant(self, width: float = 1.0, resolution: int = 96, precision: str = "fp32",
                 score_threshold: float = DEFAULT_KNOBS["score_threshold"],
                 nms_iou: float = DEFAULT_KNOBS["nms_iou"],
-                max_detections: int = DEFAULT_KNOBS["max_detections"], **extra: Any) -> Variant:
+                max_detections: int = DEFAULT_KNOBS["max_detections"], nms: str = "harness",
+                **extra: Any) -> Variant:
         if extra:
             raise ValueError(f"digit_canvases workload: unknown model parameter(s) {sorted(extra)}")
         width = float(width)
@@ -168,13 +198,26 @@ class DigitCanvasesWorkload(Workload):
             raise ValueError(f"digit_canvases workload: resolution {resolution}; one of {RESOLUTIONS}")
         if precision not in PRECISIONS:
             raise ValueError(f"digit_canvases workload: precision {precision!r}; one of {PRECISIONS}")
+        if nms not in NMS_PLACES:
+            raise ValueError(f"digit_canvases workload: nms {nms!r}; one of {NMS_PLACES}")
         knobs = _knobs(score_threshold, nms_iou, max_detections)
         # the knobs change outputs, so they are part of the name (accuracy is keyed by it)
         name = (f"ssd_digits_w{width}_r{int(resolution)}_{precision}"
-                f"_s{knobs['score_threshold']:g}_n{knobs['nms_iou']:g}_m{knobs['max_detections']}")
-        return Variant(name, precision, int(resolution), {"width": width, **knobs})
+                f"_s{knobs['score_threshold']:g}_n{knobs['nms_iou']:g}_m{knobs['max_detections']}"
+                + ("_nmsgraph" if nms == "model" else ""))
+        return Variant(name, precision, int(resolution), {"width": width, **knobs, "nms": nms})
 
     def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
+        in_graph = variant.params.get("nms") == "model"
+        if fmt == "onnx" and in_graph:
+            plain = Variant(variant.name, variant.precision, variant.resolution,
+                            {**variant.params, "nms": "harness"})
+            return self._cached(variant, "_nmsgraph.onnx", lambda: nms_graph.append_nms(
+                self.model_file(plain).read_bytes(), variant.resolution), "nms-in-graph")
+        if in_graph:
+            raise ValueError(f"digit_canvases workload: nms=model is built into ONNX files "
+                             f"only (ONNX Runtime); a {fmt} model runs NMS in the harness "
+                             "(nms=harness)")
         if fmt == "onnx":
             return self._cached(variant, ".onnx", lambda: self._onnx_bytes(variant))
         if fmt == "tflite":
@@ -290,7 +333,9 @@ class DigitCanvasesWorkload(Workload):
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
                   batch_size: int) -> DetectionResponder:
         knobs = {k: variant.params[k] for k in DEFAULT_KNOBS}
-        return DetectionResponder(predict, inputs[0], variant.resolution, knobs, batch_size)
+        image = next(spec for spec in inputs if len(spec.shape) == 4)  # not the thresholds
+        kind = GraphNmsResponder if variant.params.get("nms") == "model" else DetectionResponder
+        return kind(predict, image, variant.resolution, knobs, batch_size)
 
     def score(self, responses: Mapping[int, bytes]) -> Score:
         return coco_eval.score(self.ground_truth, responses, self.metric.name)
