@@ -29,7 +29,9 @@ ROWS = {
     "digits": [("digits w0.25 r32", {"name": "digits"}, {"width": 0.25, "resolution": 32}),
                ("digits w0.5 r64", {"name": "digits"}, {"width": 0.5, "resolution": 64}),
                ("digits w1.0 r96", {"name": "digits"}, {"width": 1.0, "resolution": 96})],
-    "detection": [("digit_canvases default", {"name": "digit_canvases"}, {})],
+    "detection": [("digit_canvases default", {"name": "digit_canvases"}, {}),
+                  ("digit_canvases, NMS in graph", {"name": "digit_canvases"},
+                   {"nms": "model"})],
     "dlrm": [("click_logs default", {"name": "click_logs"}, {})],
 }
 SCENARIOS = {"digits": ("SingleStream", "Offline"), "detection": ("SingleStream", "Offline"),
@@ -128,20 +130,20 @@ def main() -> None:
             single = scenario == "SingleStream"
             print(f"\n{scenario} ({'p90 latency' if single else 'samples/s'}), ORT 1 thread: "
                   "bare responder loop vs LoadGen through the SUT")
-            print(f"{'row':26s} {'bare':>10s} {'SUT':>10s} {'us/query' if single else 'ratio':>9s}"
+            print(f"{'row':30s} {'bare':>10s} {'SUT':>10s} {'us/query' if single else 'ratio':>9s}"
                   f" {'ratio':>6s}")
             for name, wcfg, params in ROWS[group]:
                 if wcfg["name"] not in workloads.names():
-                    print(f"{name:26s} (workload not installed)")
+                    print(f"{name:30s} (workload not installed)")
                     continue
                 f = _in_fresh_process(measure_row, wcfg, params, scenario,
                                       OFFLINE_BATCH[group], args.rounds, args.duration_ms)
                 b, s = f["bare"], f["sut"]
                 if single:
-                    print(f"{name:26s} {b * 1e3:8.3f}ms {s * 1e3:8.3f}ms {(s - b) * 1e6:9.1f} "
+                    print(f"{name:30s} {b * 1e3:8.3f}ms {s * 1e3:8.3f}ms {(s - b) * 1e6:9.1f} "
                           f"{s / b:6.3f}")
                 else:
-                    print(f"{name:26s} {b:10.0f} {s:10.0f} {s / b:9.3f} {s / b:6.3f}")
+                    print(f"{name:30s} {b:10.0f} {s:10.0f} {s / b:9.3f} {s / b:6.3f}")
 
 
 if __name__ == "__main__":
