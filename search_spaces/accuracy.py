@@ -31,6 +31,7 @@ class AccuracyBook(Mapping):
         self._sum: dict[tuple, float] = {}
         self._count: dict[tuple, int] = {}
         self._source: dict[tuple, str] = {}
+        self._prior: set[tuple] = set()  # keys known only from a prior (``merge(prior=True)``)
         self.version = 0  # bumped at every change (a reader may cache on it)
         if known:
             self.merge(known)
@@ -55,6 +56,9 @@ class AccuracyBook(Mapping):
     def add(self, key: tuple, value: float, source: str | None = None) -> None:
         if not _finite(value):
             return
+        if key in self._prior:  # a measurement replaces a prior figure, never averages with it
+            self._prior.discard(key)
+            self._sum.pop(key), self._count.pop(key), self._source.pop(key, None)
         self._sum[key] = self._sum.get(key, 0.0) + float(value)
         self._count[key] = self._count.get(key, 0) + 1
         if source is not None:
@@ -67,11 +71,17 @@ class AccuracyBook(Mapping):
         self.add(key, value, source)
         return key
 
-    def merge(self, known: Mapping[tuple, float]) -> None:
-        """Add the keys this book lacks (a figure it holds already wins)."""
+    def merge(self, known: Mapping[tuple, float], prior: bool = False,
+              source: str | None = None) -> None:
+        """Add the keys this book lacks (a figure it holds already wins). ``prior``: the
+        figures were not measured in this fleet (e.g. the accuracies a workload ships with
+        its models); the first measurement of such a key replaces its figure."""
         for key, value in known.items():
+            key = tuple(key)
             if key not in self._sum:
-                self.add(tuple(key), value)
+                self.add(key, value, source)
+                if prior and key in self._sum:
+                    self._prior.add(key)
 
     def source(self, key: tuple) -> str | None:
         """Where a key's first figure came from, when the adder said."""

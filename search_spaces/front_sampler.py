@@ -88,14 +88,27 @@ class FrontSampler(PointSampler):
         signs, acc, obs, modelled, known = self._state(study, trials)
         if self._prior is None and self._prior_records:
             self._prior = prior_columns(self._prior_records, self.encoder, self.features, signs)
-        startup = min(self.n_startup, 2) if self._prior is not None else self.n_startup
-        if len(modelled) < max(startup, 2):
+        if self._starting(modelled, known):
             return self._spread(obs, free)
         cand = free if len(free) <= MAX_CANDIDATES else list(
             self._rng.choice(free, MAX_CANDIDATES, replace=False))
         front, feasible, _ = self._evaluate(obs, modelled, cand, known, acc, signs)
         score = front * feasible + 1e-9 * self._rng.rand(len(cand))  # random tie-break
         return int(cand[int(np.argmax(score))])
+
+    def _starting(self, modelled, known: Mapping[tuple, float]) -> bool:
+        """Whether the next point is spread out (start-up) rather than chosen by the
+        models. A latency prior, or accuracies known from elsewhere (another platform, an
+        earlier run, the figures shipped with the models), shorten the start-up to two."""
+        told = {self.acc_keys[i] for i, _ in modelled}
+        informed = bool(self._prior_records) or any(k not in told for k in known)
+        return len(modelled) < max(min(self.n_startup, 2) if informed else self.n_startup, 2)
+
+    def spreading(self, study: optuna.Study) -> bool:
+        """Whether the next ask spreads points out (start-up) rather than asking the models."""
+        trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        _, _, _, modelled, known = self._state(study, trials)
+        return self._starting(modelled, known)
 
     def explain(self, study: optuna.Study) -> list[dict[str, Any]]:
         """Every point not yet measured, as the next ask sees it (once past start-up):

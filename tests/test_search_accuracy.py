@@ -147,6 +147,31 @@ def test_warm_start_takes_other_platforms_accuracies_as_known_not_their_latencie
     assert len(study.trials) == 2 and space().key(ort(1.0, 1)) in rows
 
 
+def test_a_prior_figure_is_replaced_by_the_first_measurement():
+    book = AccuracyBook()
+    key = space().accuracy_key(ort(0.5))
+    book.merge({key: 0.90}, prior=True, source="shipped")
+    book.merge({key: 0.10})  # a figure held already wins
+    assert book[key] == 0.90 and book.source(key) == "shipped"
+    book.add(key, 0.80, "fleet#3")  # measured: replaces the prior, not averaged with it
+    book.add(key, 0.84)
+    assert book[key] == pytest.approx(0.82) and book.source(key) == "fleet#3"
+
+
+def test_known_accuracies_shorten_the_spread_out_start():
+    """With accuracies known from elsewhere, the sampler stops spreading points after two
+    trials (where they are below the floor is already known); without, after four."""
+    def spreading_after_two(known) -> bool:
+        study, sampler = _study(known_accuracy=known)
+        for params in (ort(0.25), ort(1.0)):
+            tell(study, params, floor=0.6)
+        return sampler.spreading(study)
+
+    book = AccuracyBook()
+    book.merge({space().accuracy_key(ort(0.75, level="basic")): 0.4}, prior=True)
+    assert spreading_after_two(None) and not spreading_after_two(book)
+
+
 def test_no_import_cycle_among_search_spaces_modules():
     """Every import between search_spaces modules (lazy ones included) goes one way."""
     root = Path(search_spaces.__file__).parent

@@ -51,6 +51,28 @@ def rows(run_dir):
     return read(run_dir).to_pylist()
 
 
+def test_the_shipped_accuracies_are_the_searchs_prior(tmp_path, cache_dir):
+    """Every accuracy key of the space whose model and runtime the digits manifest holds
+    (ONNX Runtime, each output-changing knob value) starts at the shipped top-1."""
+    from omegaconf import OmegaConf
+
+    from search_spaces import SearchSpace
+    from tuner.study.plan import output_changing_knobs
+    from tuner.study.run_setup import shipped_accuracy_prior
+
+    cfg = config(tmp_path, cache_dir, "space.backends=[onnxruntime,litert]")
+    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    space = SearchSpace.from_config(plain(cfg.space), plain(cfg.backends), plain(cfg.scenario),
+                                    output_changing=output_changing_knobs(["onnxruntime", "litert"]))
+    prior = shipped_accuracy_prior(cfg, space)
+    top1 = json.loads((ROOT / "workloads/assets/manifest.json").read_text())["top1"]
+    ort_keys = {space.accuracy_key(p) for p in space.grid() if p["backend"] == "onnxruntime"}
+    assert set(prior) == ort_keys and len(ort_keys) >= 8  # LiteRT's are not in the manifest
+    for key, value in prior.items():
+        k = dict(key)
+        assert value == top1[f"mobilenet_v1_w{k['width']}_r{int(k['resolution'])}_{k['precision']}"]
+
+
 def test_study_end_to_end_then_resume(tmp_path, cache_dir, dispatcher):
     from experiments.report import render
 

@@ -24,7 +24,7 @@ Lifecycle on a worker, per trial:
 
 Class-level facts the driver reads without building the workload (no dataset parsed on the
 head node): ``metric``, ``loadgen_model``, ``check(cfg)``, ``reference_accuracy(cfg)``,
-``model_choices(cfg)``.
+``model_choices(cfg)``, ``shipped_accuracies(cfg)``.
 """
 from __future__ import annotations
 
@@ -101,6 +101,14 @@ class Workload:
     def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:
         """The family's best fp32 accuracy (MLPerf's target is a fraction of it), if known."""
         return None
+
+    @classmethod
+    def shipped_accuracies(cls, cfg: Mapping[str, Any]) -> list[tuple[dict[str, Any], str, float]]:
+        """Accuracies measured when the shipped models were built, on this config's dataset:
+        (model params, runtime, accuracy). The search starts from them as a prior (which
+        models clear the floor); every trial still measures its own, or inherits one
+        measured in the fleet after a spot check. None by default."""
+        return []
 
     @classmethod
     def model_choices(cls, cfg: Mapping[str, Any]) -> dict[str, tuple | None]:

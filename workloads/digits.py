@@ -29,6 +29,11 @@ CALIBRATION_COUNT = 128
 BUILDER_VERSION = 1  # bump when the graph or quantization recipe changes
 
 
+def variant_name(width: float, resolution: int, precision: str) -> str:
+    """A variant's name: its model file's stem and its row in the manifest."""
+    return f"mobilenet_v1_w{width}_r{resolution}_{precision}"
+
+
 @dataclass
 class DigitsConfig:
     """The default workload: MobileNet-v1 on scikit-learn's digits (nothing to set)."""
@@ -58,12 +63,30 @@ class DigitsWorkload(ClassificationWorkload):
             raise ValueError(f"digits workload: resolution {resolution}; one of {RESOLUTIONS}")
         if precision not in PRECISIONS:
             raise ValueError(f"digits workload: precision {precision!r}; one of {PRECISIONS}")
-        return Variant(f"mobilenet_v1_w{width}_r{int(resolution)}_{precision}", precision,
+        return Variant(variant_name(width, int(resolution), precision), precision,
                        int(resolution), {"width": width})
 
     @classmethod
     def model_choices(cls, cfg: Mapping[str, Any]) -> dict[str, tuple | None]:
         return {"width": WIDTHS, "resolution": RESOLUTIONS, "precision": PRECISIONS}
+
+    @classmethod
+    def shipped_accuracies(cls, cfg: Mapping[str, Any]) -> list[tuple[dict[str, Any], str, float]]:
+        """The held-out top-1 of every shipped variant, with ONNX Runtime (manifest.json,
+        written by ``python -m workloads.train_digits``)."""
+        manifest = ASSETS / "manifest.json"
+        if not manifest.exists():
+            return []
+        top1 = json.loads(manifest.read_text())["top1"]
+        out = []
+        for width in WIDTHS:
+            for resolution in RESOLUTIONS:
+                for precision in PRECISIONS:
+                    name = variant_name(width, resolution, precision)
+                    if name in top1:
+                        out.append(({"width": width, "resolution": resolution,
+                                     "precision": precision}, "onnxruntime", float(top1[name])))
+        return out
 
     def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
         steps = ["fp16 stored convolution weights cast to fp32",

@@ -37,8 +37,8 @@ from tuner.study.journal import JOURNAL, open_journal
 from tuner.study.outcome import AccuracyFloor, Recorder
 from tuner.study.plan import PlatformPlan, trial_config
 from tuner.study.progress import StudyProgress, best_text
-from tuner.study.run_setup import (cluster_plans, fixed_floor, make_dispatcher, validated,
-                                   warm_start_plan)
+from tuner.study.run_setup import (cluster_plans, fixed_floor, make_dispatcher,
+                                   shipped_accuracy_prior, validated, warm_start_plan)
 from tuner.study.scheduler import Finished, Lane, Scheduler
 from tuner.trial import TrialConfig
 
@@ -124,6 +124,12 @@ class Driver:
             rows = [r for r in self.records.rows
                     if r["fidelity"] == self.fidelity and r.get("accuracy_low") is None]
             self._accuracy = AccuracyBook.from_records(rows, plan.space)
+            prior = shipped_accuracy_prior(self.cfg, plan.space)
+            if prior:
+                self._accuracy.merge(prior, prior=True, source="shipped with the models")
+                self._print(f"accuracy prior: {len(prior)} accuracy key(s) from the figures "
+                            f"shipped with the {self.cfg.workload.name} models (each trial "
+                            "still measures or inherits its own)")
         return self._accuracy
 
     def _recover(self, ps: PlatformStudy) -> None:

@@ -29,6 +29,31 @@ def fixed_floor(cfg: DictConfig) -> float | None:
     return None if reference is None else study.accuracy_floor_fraction * reference
 
 
+def shipped_accuracy_prior(cfg: DictConfig, space) -> dict[tuple, float]:
+    """accuracy key -> the accuracy the workload's shipped models were measured at, for the
+    keys of ``space`` (every value of the runtime's output-changing knobs: a prior, not a
+    measurement). Empty for a replay, a workload that ships none, or a space with no grid."""
+    if cfg.cluster.mode == "replay" or not space.is_finite():
+        return {}
+    import workloads
+    from search_spaces.space import BACKEND, canonical
+
+    conf = OmegaConf.to_container(cfg.workload, resolve=True)
+    shipped = {(runtime, tuple(sorted((k, canonical(v)) for k, v in params.items()))): value
+               for params, runtime, value in
+               workloads.workload_class(conf.get("name")).shipped_accuracies(conf)}
+    if not shipped:
+        return {}
+    model = [d.name for d in space.dims if d.role == "model"]
+    prior = {}
+    for point in space.grid():
+        ours = tuple(sorted((k, canonical(point[k])) for k in model if k in point))
+        value = shipped.get((point[BACKEND], ours))
+        if value is not None:
+            prior[space.accuracy_key(point)] = value
+    return prior
+
+
 def local_platform_name(cfg: DictConfig) -> str:
     if cfg.platform.name != "auto":
         return cfg.platform.name
