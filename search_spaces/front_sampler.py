@@ -32,8 +32,8 @@ API for the driver:
   study's trials, kept only where it explains them); their accuracies arrive as known
   through ``WarmStart.known_accuracy`` (``make_sampler`` merges them into the book).
 
-Measured points are never proposed again (``PointSampler``). The first ``n_startup``
-points are spread out (maximin distance in the feature space, first one random).
+Measured points are never proposed again (``PointSampler``). The first ``n_startup`` (2
+given a latency prior or known accuracies) are spread out (maximin; first one random).
 """
 from __future__ import annotations
 
@@ -97,18 +97,14 @@ class FrontSampler(PointSampler):
         return int(cand[int(np.argmax(score))])
 
     def _starting(self, modelled, known: Mapping[tuple, float]) -> bool:
-        """Whether the next point is spread out (start-up) rather than chosen by the
-        models. A latency prior, or accuracies known from elsewhere (another platform, an
-        earlier run, the figures shipped with the models), shorten the start-up to two."""
-        told = {self.acc_keys[i] for i, _ in modelled}
+        told = {self.acc_keys[i] for i, _ in modelled}  # known from elsewhere: not these
         informed = bool(self._prior_records) or any(k not in told for k in known)
         return len(modelled) < max(min(self.n_startup, 2) if informed else self.n_startup, 2)
 
     def spreading(self, study: optuna.Study) -> bool:
         """Whether the next ask spreads points out (start-up) rather than asking the models."""
         trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-        _, _, _, modelled, known = self._state(study, trials)
-        return self._starting(modelled, known)
+        return self._starting(*self._state(study, trials)[3:])
 
     def explain(self, study: optuna.Study) -> list[dict[str, Any]]:
         """Every point not yet measured, as the next ask sees it (once past start-up):

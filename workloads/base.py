@@ -171,3 +171,33 @@ class Workload:
     def describe(self) -> dict[str, Any]:
         return {"workload": self.name, "metric": self.metric.name,
                 "samples": self.total_sample_count}
+
+
+def parse_model_files(workload: str, models: Any, precisions: Sequence[str],
+                      example: str) -> dict[str, dict[str, Path]]:
+    """A bring-your-own workload's ``models`` config -> variant -> precision -> file.
+
+    ``{name: path}`` is an fp32 file; ``{name: {fp32: path, int8: path}}`` names each
+    precision. Errors are one line naming the key: ``models.NAME.PRECISION: file ... does
+    not exist``. ``example`` shows the form in the message for a missing map."""
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError(f"{workload} workload: `models` must map variant names to model "
+                         f"files, e.g. {{{example}}}; got {models!r}")
+    parsed: dict[str, dict[str, Path]] = {}
+    for name, spec in models.items():
+        nested = isinstance(spec, Mapping)
+        files = dict(spec) if nested else {"fp32": spec}
+        bad = set(files) - set(precisions)
+        if bad:
+            raise ValueError(f"{workload} workload: models.{name} has precision(s) "
+                             f"{sorted(bad)}; one of {tuple(precisions)}")
+        parsed[str(name)] = {}
+        for precision, file in files.items():
+            key = f"models.{name}.{precision}" if nested else f"models.{name}"
+            if file is None or str(file) in ("", "???"):  # "???": Hydra's unset value
+                raise ValueError(f"{workload} workload: {key} has no path")
+            path = Path(str(file)).expanduser()
+            if not path.is_file():
+                raise FileNotFoundError(f"{workload} workload: {key}: file {path} does not exist")
+            parsed[str(name)][precision] = path.resolve()
+    return parsed

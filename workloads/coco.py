@@ -36,7 +36,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from backends.base import TensorSpec
-from workloads.base import Metric, Predict, Score, Variant, Workload
+from workloads.base import Metric, Predict, Score, Variant, Workload, parse_model_files
 from workloads.digit_canvases import coco_eval, postprocess as post
 from workloads.imagenet_preprocess import _apply_fixed, _linear_taps, load_rgb
 
@@ -75,23 +75,7 @@ class CocoSample:
 
 
 def parse_models(models: Any) -> dict[str, dict[str, Path]]:
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError("coco workload: `models` must map variant names to model files, e.g. "
-                         f"{{ssd: /data/ssd_mobilenet.onnx}}; got {models!r}")
-    parsed: dict[str, dict[str, Path]] = {}
-    for name, spec in models.items():
-        files = dict(spec) if isinstance(spec, Mapping) else {"fp32": spec}
-        bad = set(files) - set(PRECISIONS)
-        if bad:
-            raise ValueError(f"coco workload: models.{name} has precision(s) {sorted(bad)}; "
-                             f"one of {PRECISIONS}")
-        parsed[str(name)] = {}
-        for precision, file in files.items():
-            path = Path(str(file)).expanduser()
-            if file is None or str(file) in ("", "???") or not path.is_file():
-                raise FileNotFoundError(f"coco workload: models.{name}: file {file} does not exist")
-            parsed[str(name)][precision] = path.resolve()
-    return parsed
+    return parse_model_files("coco", models, PRECISIONS, "ssd: /data/ssd_mobilenet.onnx")
 
 
 def _annotation_path(dataset_dir: Any) -> Path:

@@ -26,7 +26,7 @@ import numpy as np
 from omegaconf import MISSING
 
 from backends.cache import atomic_write_bytes, content_hash
-from workloads.base import Variant
+from workloads.base import Variant, parse_model_files
 from workloads.click_logs.data import preprocess_dense
 from workloads.click_logs.task import NUM_DENSE, NUM_SPARSE, DlrmWorkload
 
@@ -131,27 +131,7 @@ class CriteoWorkload(DlrmWorkload):
     # --- config checks ---------------------------------------------------------------------
     @staticmethod
     def _parse_models(models: Mapping[str, Any] | None) -> dict[str, dict[str, Path]]:
-        if not isinstance(models, Mapping) or not models:
-            raise ValueError("criteo workload: `models` must map variant names to ONNX files, "
-                             f"e.g. {{dlrm: /data/dlrm.onnx}}; got {models!r}")
-        parsed: dict[str, dict[str, Path]] = {}
-        for name, spec in models.items():
-            nested = isinstance(spec, Mapping)
-            files = dict(spec) if nested else {"fp32": spec}
-            bad = set(files) - set(PRECISIONS)
-            if bad:
-                raise ValueError(f"criteo workload: models.{name} has precision(s) "
-                                 f"{sorted(bad)}; one of {PRECISIONS}")
-            parsed[str(name)] = {}
-            for precision, file in files.items():
-                key = f"models.{name}.{precision}" if nested else f"models.{name}"
-                if file is None or str(file) in ("", "???"):
-                    raise ValueError(f"criteo workload: {key} has no path")
-                path = Path(str(file)).expanduser()
-                if not path.is_file():
-                    raise FileNotFoundError(f"criteo workload: {key}: file {path} does not exist")
-                parsed[str(name)][precision] = path.resolve()
-        return parsed
+        return parse_model_files("criteo", models, PRECISIONS, "dlrm: /data/dlrm.onnx")
 
     @staticmethod
     def _check_dataset_dir(dataset_dir: str | os.PathLike | None) -> Path:

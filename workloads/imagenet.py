@@ -51,7 +51,7 @@ import numpy as np
 
 from backends.cache import atomic_write_bytes
 from backends.base import TensorSpec
-from workloads.base import Variant
+from workloads.base import Variant, parse_model_files
 from workloads.classification import ClassificationWorkload
 from workloads.onnx_facts import inspect_onnx, offset_for
 # load_rgb is re-exported: the tests and users decode images as the workload does
@@ -141,28 +141,8 @@ class ImagenetWorkload(ClassificationWorkload):
     # --- config checks --------------------------------------------------------------------
     @staticmethod
     def _parse_models(models: Mapping[str, Any] | None) -> dict[str, dict[str, Path]]:
-        if not isinstance(models, Mapping) or not models:
-            raise ValueError("imagenet workload: `models` must map variant names to ONNX files, "
-                             "e.g. {mobilenet_v1_1.0_224: /data/mobilenet_v1_1.0_224.onnx}; "
-                             f"got {models!r}")
-        parsed: dict[str, dict[str, Path]] = {}
-        for name, spec in models.items():
-            nested = isinstance(spec, Mapping)
-            files = dict(spec) if nested else {"fp32": spec}
-            bad = set(files) - set(PRECISIONS)
-            if bad:
-                raise ValueError(f"imagenet workload: models.{name} has precision(s) "
-                                 f"{sorted(bad)}; one of {PRECISIONS}")
-            parsed[str(name)] = {}
-            for precision, file in files.items():
-                if file is None or str(file) in ("", "???"):
-                    raise ValueError(f"imagenet workload: models.{name} has no {precision} path")
-                path = Path(str(file)).expanduser()
-                if not path.is_file():
-                    key = f"models.{name}.{precision}" if nested else f"models.{name}"
-                    raise FileNotFoundError(f"imagenet workload: {key}: file {path} does not exist")
-                parsed[str(name)][precision] = path.resolve()
-        return parsed
+        return parse_model_files("imagenet", models, PRECISIONS,
+                                 "mobilenet_v1_1.0_224: /data/mobilenet_v1_1.0_224.onnx")
 
     def _resolve_profile(self, profile: str | Mapping[str, str] | None, model: str) -> str:
         if isinstance(profile, Mapping):

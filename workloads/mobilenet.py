@@ -26,6 +26,8 @@ class Conv:
     kernel: int
     stride: int
     depthwise: bool
+    relu6: bool = True  # a detector's 1x1 head convs are linear and keep a bias (no BN)
+    src: str = ""  # the layer whose output this conv reads ("" = the previous one)
 
 
 def scaled(channels: int, width: float) -> int:

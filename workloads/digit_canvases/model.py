@@ -16,12 +16,13 @@ inside LoadGen's timed path, as MLPerf's rules require (``postprocess.py``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from workloads.digit_canvases.data import NUM_CLASSES
+# one convolution record and channel scaling for both families (the classifier's own)
+from workloads.mobilenet import Conv, scaled
 
 # (output channels at width 1.0, stride) of the depthwise-separable blocks
 BLOCKS: tuple[tuple[int, int], ...] = ((32, 2), (32, 1), (64, 2), (64, 1), (64, 1),
@@ -42,22 +43,6 @@ ASSETS = Path(__file__).parent / "assets"
 
 def weights_path(width: float) -> Path:
     return ASSETS / f"ssd_digits_w{width}.npz"
-
-
-@dataclass(frozen=True)
-class Conv:
-    name: str
-    in_channels: int
-    out_channels: int
-    kernel: int
-    stride: int
-    depthwise: bool
-    relu6: bool = True  # heads' 1x1 convs are linear and keep a bias (no BN)
-    src: str = ""  # the layer whose output this conv reads ("" = the previous one)
-
-
-def scaled(channels: int, width: float) -> int:
-    return max(8, int(channels * width))
 
 
 def layer_plan(width: float) -> list[Conv]:
