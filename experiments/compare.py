@@ -1,8 +1,9 @@
 """Fronts of other runs (imported published results, earlier runs) to draw beside a run's own.
 
-A study's own front is compared with the other runs' fronts of the same kind of device:
-the same platform and speed objective where the other run has one, else every front with
-that objective (a different device, named as such in the legend).
+A study's own front is compared with the other runs' fronts of the same task and kind of
+device: the same accuracy metric (never mAP beside top-1) and speed objective, on the same
+platform where the other run has one, else on every platform (a different device, named as
+such in the legend).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class OtherFront:
     objective: str
     rows: list[dict[str, Any]]
     same_platform: bool = True
+    metric: str = "top1"  # the accuracy metric (records from before it was recorded: top1)
 
     @property
     def label(self) -> str:
@@ -47,14 +49,22 @@ def load(run_dirs: Iterable[str | Path]) -> list[OtherFront]:
             front = pareto.front(group, objective)
             if front:
                 out.append(OtherFront(Path(run_dir).resolve().name, study,
-                                      group[0]["platform"], objective, front))
+                                      group[0]["platform"], objective, front,
+                                      metric=metric_of(group[0])))
     return out
 
 
-def matching(others: list[OtherFront], platform: str, objective: str) -> list[OtherFront]:
-    """The other fronts to draw beside a study of ``platform`` optimising ``objective``."""
-    same = [o for o in others if o.objective == objective and o.platform == platform]
+def metric_of(row: dict[str, Any]) -> str:
+    return row.get("accuracy_metric") or "top1"
+
+
+def matching(others: list[OtherFront], platform: str, objective: str,
+             metric: str = "top1") -> list[OtherFront]:
+    """The other fronts to draw beside a study of ``platform`` optimising ``objective``
+    with accuracy ``metric``."""
+    alike = [o for o in others if o.objective == objective and o.metric == metric]
+    same = [o for o in alike if o.platform == platform]
     if same:
         return same
-    return [OtherFront(o.run, o.study, o.platform, o.objective, o.rows, same_platform=False)
-            for o in others if o.objective == objective]
+    return [OtherFront(o.run, o.study, o.platform, o.objective, o.rows, same_platform=False,
+                       metric=o.metric) for o in alike]

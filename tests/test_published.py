@@ -345,11 +345,15 @@ def test_compare_draws_published_fronts_beside_ours(tmp_path):
         _row(study="published.rpi4.singlestream", fidelity="published", trial=i,
              model=f"pub-{i}", latency_ms=4.0 + i, accuracy=0.65 + i / 20) for i in range(3)]
         + [_row(study="published.milan.singlestream", fidelity="published", platform="milan",
-                model="far-away", latency_ms=1.0)])
+                model="far-away", latency_ms=1.0)]
+        # another task on this device: its mAP is never drawn beside our top-1
+        + [_row(study="published.rpi4.ssd", fidelity="published", model="a-detector",
+                latency_ms=2.0, accuracy=0.22, accuracy_metric="mAP")])
     paths = render(mine, compare=[theirs])
     page = paths["html"].read_text()
     assert "published.rpi4.singlestream [theirs] front" in page
     assert "far-away" not in page  # a front of another device when one of this device exists
+    assert "a-detector" not in page and "published.rpi4.ssd" not in page
     assert paths["png"].stat().st_size > 0
 
 
