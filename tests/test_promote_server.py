@@ -96,6 +96,28 @@ def test_dlrm_promotion_offline_and_server_valid(dlrm_run):
     assert any("under a 500 ms p99 bound" in line for line in printed), printed
 
 
+def test_mlperf_accuracy_dlrm_prints_the_recorded_auc_on_the_studys_own_logs(dlrm_run):
+    """MLPerf's accuracy-dlrm.py (the copy in ../shared/mlperf), run on the accuracy logs
+    LoadGen wrote in this study (the search trial and both promoted runs), prints the AUC
+    line each record holds."""
+    import subprocess
+    import sys
+
+    script = ROOT.parent / "shared" / "mlperf" / "accuracy-dlrm.py"
+    if not script.is_file():
+        pytest.skip(f"{script} not present")
+    run_dir, new, _ = dlrm_run
+    rows = Records(run_dir).rows
+    assert {r["fidelity"] for r in rows} >= {"short", "compliant-reduced"}
+    for r in rows:
+        log = run_dir / r["log_dir"] / "accuracy" / "mlperf_log_accuracy.json"
+        out = subprocess.run([sys.executable, str(script), "--mlperf-accuracy-file", str(log)],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        printed = re.findall(r"^AUC=[0-9.]+%", out.stdout, re.M)  # then accuracy=, good=...
+        assert printed == [f"AUC={100 * r['accuracy']:.3f}%"], (r["fidelity"], out.stdout[-500:])
+
+
 @pytest.fixture
 def compliant_copy(dlrm_run, tmp_path):
     """The run with its promoted rows passed off as compliant (fidelity and the 600 s
