@@ -13,6 +13,7 @@ from typing import Any, Iterable
 
 from experiments import pareto
 from experiments.mlperf import PROMOTED, REPRODUCE
+from experiments.objectives import DEFAULT_METRIC, metric_of
 
 NOT_SEARCH = (*PROMOTED, REPRODUCE)  # re-measurements of points a search already found
 
@@ -25,7 +26,7 @@ class OtherFront:
     objective: str
     rows: list[dict[str, Any]]
     same_platform: bool = True
-    metric: str = "top1"  # the accuracy metric (records from before it was recorded: top1)
+    metric: str = DEFAULT_METRIC  # the accuracy metric
 
     @property
     def label(self) -> str:
@@ -50,16 +51,12 @@ def load(run_dirs: Iterable[str | Path]) -> list[OtherFront]:
             if front:
                 out.append(OtherFront(Path(run_dir).resolve().name, study,
                                       group[0]["platform"], objective, front,
-                                      metric=metric_of(group[0])))
+                                      metric=metric_of(group)))
     return out
 
 
-def metric_of(row: dict[str, Any]) -> str:
-    return row.get("accuracy_metric") or "top1"
-
-
 def matching(others: list[OtherFront], platform: str, objective: str,
-             metric: str = "top1") -> list[OtherFront]:
+             metric: str = DEFAULT_METRIC) -> list[OtherFront]:
     """The other fronts to draw beside a study of ``platform`` optimising ``objective``
     with accuracy ``metric``."""
     alike = [o for o in others if o.objective == objective and o.metric == metric]

@@ -110,8 +110,7 @@ OTHER_COLOURS = ["tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:cyan"
 
 
 def _other_fronts(others, group: list[dict[str, Any]], speed: str):
-    return comparing.matching(others or [], group[0]["platform"], speed,
-                              comparing.metric_of(group[0]))
+    return comparing.matching(others or [], group[0]["platform"], speed, metric_of(group))
 
 
 PNG_MARKERS = {"fp32": "o", "fp16": "D", "int8": "s"}  # as the HTML's shapes
