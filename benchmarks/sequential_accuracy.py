@@ -16,6 +16,11 @@ paired with the fp32 reference's per-sample results):
   costs a performance run (``--perf-s``) plus its accuracy samples at the variant's own
   measured per-sample time, against today's full pass.
 
+Each figure twice: with the floor rule alone, and with the front rule as well (a trial also
+stops once a feasible trial before it, in the random trial order, is at least as fast and
+surely more accurate: ``sequential.dominated_by``; speed here is the variant's measured
+per-sample time).
+
     python benchmarks/sequential_accuracy.py [--size 12000] [--seeds 5]
 """
 from __future__ import annotations
@@ -73,10 +78,14 @@ def truth(size: int) -> tuple[dict, dict, np.ndarray]:
 
 
 def replay(correct: dict, floor: float, ref: np.ndarray, ref_acc: float, order, conf: float,
-           width: float = 0.0):
+           width: float = 0.0, speed: dict | None = None, trial_order=None):
+    """name -> (samples scored, interval). With ``speed`` (per variant, lower is better),
+    trials run in ``trial_order`` and the front rule applies, as the worker's does with the
+    study's feasible points so far (an estimate counts at its low end)."""
     total = len(ref)
-    out = {}
-    for name, c in correct.items():
+    out, feasible = {}, []
+    for name in (trial_order if trial_order is not None else correct):
+        c = correct[name]
         done, iv = 0, None
         for n in sequential.chunks(total, 64):
             done = n
@@ -84,7 +93,13 @@ def replay(correct: dict, floor: float, ref: np.ndarray, ref_acc: float, order, 
             iv = sequential.paired(c[idx] - ref[idx], ref_acc, total, conf)
             if sequential.settled(iv, floor, total, width):
                 break
+            if speed is not None and sequential.dominated_by(iv, speed[name], feasible, False):
+                break
         out[name] = (done, iv)
+        whole = done >= total
+        if speed is not None and (sequential.verdict(iv, floor) == sequential.ABOVE
+                                  or (whole and iv.estimate >= floor)):
+            feasible.append((speed[name], iv.estimate if whole else iv.low))
     return out
 
 
@@ -109,57 +124,55 @@ def main() -> None:
     print(f"set: {args.size} images; reference {ref_name} top-1 {acc[ref_name]:.4f}; "
           f"floor {floor:.4f}; {sum(a >= floor for a in acc.values())} of {len(acc)} "
           "variants above it")
-    fractions, agree, total_trials, disagreements, undecided = [], 0, 0, [], 0
-    for seed in range(args.seeds):
-        order = sequential.shuffled_order(args.size, seed=seed)
-        res = replay(correct, floor, correct[ref_name], acc[ref_name], order, args.confidence,
-                     args.width)
-        for name, (done, iv) in res.items():
-            undecided += sequential.verdict(iv, floor) == sequential.UNDECIDED and done < args.size
-            fractions.append(done / args.size)
-            full = acc[name] >= floor
-            verdict = sequential.verdict(iv, floor)
-            est = verdict == sequential.ABOVE if verdict != sequential.UNDECIDED \
-                else iv.estimate >= floor
-            total_trials += 1
-            if est == full:
-                agree += 1
-            else:
-                disagreements.append((seed, name, acc[name], iv))
-    print(f"samples scored per trial / set size: mean {np.mean(fractions):.3f}, median "
-          f"{np.median(fractions):.3f}, max {np.max(fractions):.3f} (goal <= 0.10 on average)")
-    print(f"floor verdicts agreeing with the full set: {agree}/{total_trials} = "
-          f"{agree / total_trials:.4f} (goal >= 0.99)")
-    print(f"recorded undecided (interval narrower than {args.width} but straddling the floor):"
-          f" {undecided}/{total_trials}")
-    for seed, name, a, iv in disagreements:
-        print(f"  disagreement seed {seed}: {name} full {a:.4f} vs estimate {iv.estimate:.4f} "
-              f"[{iv.low:.4f}, {iv.high:.4f}] after {iv.samples}")
-    # device time to 90% of the true front (latency = per-sample time, accuracy = full)
     names = list(acc)
     feasible = [n for n in names if acc[n] >= floor]
     front = [n for n in feasible if not any(
         per_s[o] <= per_s[n] and acc[o] >= acc[n] and (per_s[o], acc[o]) != (per_s[n], acc[n])
         for o in feasible)]
     need = int(np.ceil(0.9 * len(front)))
-    ratios = []
-    for seed in range(args.seeds):
-        order = sequential.shuffled_order(args.size, seed=seed)
-        res = replay(correct, floor, correct[ref_name], acc[ref_name], order, args.confidence,
-                     args.width)
-        trial_order = np.random.default_rng(100 + seed).permutation(names)
-        full_t = seq_t = 0.0
-        found = 0
-        for n in trial_order:
-            full_t += args.perf_s + per_s[n] * args.size
-            seq_t += args.perf_s + per_s[n] * res[n][0]
-            found += n in front
-            if found >= need:
-                break
-        ratios.append(seq_t / full_t)
-    print(f"device time to 90% of the true front ({len(front)} points; {args.perf_s:.0f} s "
-          f"performance run per trial): sequential / full pass = {np.mean(ratios):.3f} "
-          f"(per seed: {', '.join(f'{r:.3f}' for r in ratios)})")
+    for rule in ("floor", "floor + front"):
+        print(f"\n--- stopping rule: {rule} ---")
+        fractions, agree, total_trials, disagreements, undecided = [], 0, 0, [], 0
+        ratios = []
+        for seed in range(args.seeds):
+            order = sequential.shuffled_order(args.size, seed=seed)
+            trial_order = list(np.random.default_rng(100 + seed).permutation(names))
+            res = replay(correct, floor, correct[ref_name], acc[ref_name], order,
+                         args.confidence, args.width,
+                         speed=per_s if rule != "floor" else None, trial_order=trial_order)
+            for name, (done, iv) in res.items():
+                verdict = sequential.verdict(iv, floor)
+                undecided += verdict == sequential.UNDECIDED and done < args.size
+                fractions.append(done / args.size)
+                est = verdict == sequential.ABOVE if verdict != sequential.UNDECIDED \
+                    else iv.estimate >= floor
+                total_trials += 1
+                if est == (acc[name] >= floor):
+                    agree += 1
+                else:
+                    disagreements.append((seed, name, acc[name], iv))
+            # device time to 90% of the true front (latency = per-sample time, accuracy = full)
+            full_t = seq_t = 0.0
+            found = 0
+            for n in trial_order:
+                full_t += args.perf_s + per_s[n] * args.size
+                seq_t += args.perf_s + per_s[n] * res[n][0]
+                found += n in front
+                if found >= need:
+                    break
+            ratios.append(seq_t / full_t)
+        print(f"samples scored per trial / set size: mean {np.mean(fractions):.3f}, median "
+              f"{np.median(fractions):.3f}, max {np.max(fractions):.3f} (goal <= 0.10 on average)")
+        print(f"floor verdicts agreeing with the full set: {agree}/{total_trials} = "
+              f"{agree / total_trials:.4f} (goal >= 0.99)")
+        print(f"recorded undecided (interval straddling the floor when scoring stopped):"
+              f" {undecided}/{total_trials}")
+        for seed, name, a, iv in disagreements:
+            print(f"  disagreement seed {seed}: {name} full {a:.4f} vs estimate {iv.estimate:.4f} "
+                  f"[{iv.low:.4f}, {iv.high:.4f}] after {iv.samples}")
+        print(f"device time to 90% of the true front ({len(front)} points; {args.perf_s:.0f} s "
+              f"performance run per trial): sequential / full pass = {np.mean(ratios):.3f} "
+              f"(per seed: {', '.join(f'{r:.3f}' for r in ratios)})")
 
 
 if __name__ == "__main__":

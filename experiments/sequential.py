@@ -5,6 +5,9 @@ A search trial needs one fact about accuracy: is the point above the floor, and 
 where (to place it on or off the front). Scoring samples in a fixed shuffled order, in
 growing chunks, and stopping once the interval for the whole-set figure lies on one side
 of the floor (or is narrower than ``width``) costs a fraction of the set on most points.
+A point is also placed off the front once a point its study measured is at least as fast
+and more accurate than the interval's high end (``dominated_by``): it cannot be on the
+front whatever its exact figure.
 
 Intervals, by metric:
 
@@ -127,6 +130,20 @@ def settled(interval: Interval, floor: float | None, total: int, width: float) -
     if floor is not None and verdict(interval, floor) != UNDECIDED:
         return True
     return interval.width <= width
+
+
+def dominated_by(interval: Interval, speed: float | None, front: Sequence[Sequence[float]],
+                 maximize: bool) -> list[float] | None:
+    """The first (speed, accuracy) point of ``front`` that is at least as fast as ``speed``
+    (higher or lower is better by ``maximize``) and more accurate than ``interval.high``:
+    the point is off the front whatever its exact accuracy. None: no such point."""
+    if speed is None:
+        return None
+    for point_speed, point_accuracy in front:
+        faster = point_speed >= speed if maximize else point_speed <= speed
+        if faster and point_accuracy > interval.high:
+            return [point_speed, point_accuracy]
+    return None
 
 
 def chunks(total: int, first: int, growth: float = 2.0) -> list[int]:

@@ -81,6 +81,51 @@ def test_an_unsettled_pass_scores_the_whole_set(measure_fresh, cache_dir, full):
     assert r.accuracy_source == "measured" and r.accuracy == full.accuracy
 
 
+def test_a_point_surely_off_the_front_stops_early(measure_fresh, cache_dir, full):
+    """No floor verdict, no width: a point of the study's front that is faster and more
+    accurate than the interval's high end stops the pass; a slower one does not."""
+    fast = {"objective": "latency_ms", "maximize": False, "points": [[1e-6, 0.9999]]}
+    r = measure_fresh(trial(cache_dir, {"sequential": True, "floor": None, "width": 0.0,
+                                        "confidence": 0.99, "front": fast}))
+    assert r.ok and r.accuracy_source == "estimated" and r.accuracy_total == 64
+    assert r.accuracy_high < 0.9999 and r.accuracy_low <= full.accuracy <= r.accuracy_high
+    assert "off the front: latency_ms 1e-06 at 0.99990" in r.logs["accuracy/accuracy.txt"]
+    assert "off the study's front" in r.cause
+    slow = {**fast, "points": [[1e9, 0.9999]]}
+    r = measure_fresh(trial(cache_dir, {"sequential": True, "floor": None, "width": 0.0,
+                                        "confidence": 0.99, "front": slow}))
+    assert r.accuracy_source == "measured" and r.accuracy == full.accuracy
+
+
+def test_the_book_hands_a_trial_its_studys_front(tmp_path):
+    from types import SimpleNamespace
+
+    from tuner.study.accuracy_book import MeasuredAccuracy
+
+    fidelity = SimpleNamespace(sequential_accuracy=True, share_accuracy=True,
+                               accuracy_confidence=0.99, accuracy_width=0.005,
+                               sequential_min_samples=2000, spot_check_samples=32)
+
+    def row(trial, latency, acc, low=None, state="complete", study="s"):
+        return {"study": study, "trial": trial, "state": state, "fidelity": "short",
+                "objective": "latency_ms", "latency_ms": latency, "accuracy": acc,
+                "accuracy_low": low}
+
+    book = MeasuredAccuracy(tmp_path, fidelity, [
+        row(0, 1.0, 0.80), row(1, 2.0, 0.90), row(2, 3.0, 0.85),  # 2 is dominated by 1
+        row(3, 4.0, 0.95, low=0.93),  # an estimate counts at its low end
+        row(4, 0.5, 0.99, state="infeasible"), row(5, 0.1, 0.99, study="other")])
+    cfg = TrialConfig(study="s", trial=9, platform="p", workload={"name": "digits"},
+                      model=dict(VARIANT), backend="onnxruntime", knobs={},
+                      scenario="SingleStream")
+    plan = book.plan(cfg, 0.5)
+    assert plan["front"] == {"objective": "latency_ms", "maximize": False,
+                             "points": [[1.0, 0.80], [2.0, 0.90], [4.0, 0.93]]}
+    other = book.plan(TrialConfig(**{**vars(cfg), "study": "new", "trial": 10,
+                                     "knobs": {"graph_optimization": "basic"}}), 0.5)
+    assert isinstance(other, dict) and other["sequential"] and "front" not in other
+
+
 def test_an_interval_straddling_the_floor_is_undecided(tmp_path):
     from experiments.records import Records
     from tuner.study.outcome import AccuracyFloor, Recorder
@@ -117,6 +162,12 @@ def test_intervals():
     assert sequential.verdict(sequential.Interval(0.9, 0.85, 0.95, 10), 0.8) == "above"
     assert sequential.verdict(sequential.Interval(0.9, 0.85, 0.95, 10), 0.96) == "below"
     assert sequential.verdict(sequential.Interval(0.9, 0.85, 0.95, 10), 0.9) == "undecided"
+    # off the front: beaten only by a point as fast (or faster) and surely more accurate
+    i = sequential.Interval(0.9, 0.85, 0.95, 10)
+    assert sequential.dominated_by(i, 2.0, [[3.0, 0.99], [2.0, 0.96]], False) == [2.0, 0.96]
+    assert sequential.dominated_by(i, 2.0, [[3.0, 0.99], [1.0, 0.95]], False) is None
+    assert sequential.dominated_by(i, 100.0, [[120.0, 0.96]], True) == [120.0, 0.96]
+    assert sequential.dominated_by(i, None, [[0.0, 1.0]], False) is None
 
 
 def test_the_key_ignores_output_invariant_knobs():

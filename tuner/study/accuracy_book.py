@@ -16,7 +16,8 @@ For each trial the book writes ``TrialConfig.accuracy`` (``tuner.worker.accuracy
 - another trial is measuring the key right now: ``HOLD`` (the driver submits the trial once
   that one is recorded, so the fleet measures each key once);
 - else a sequential pass against the floor, paired with the study's fp32 reference when
-  its responses are on disk.
+  its responses are on disk, with the study's front so far (a trial surely dominated by
+  one of its points stops scoring).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from typing import Any
 
 import backends
 from experiments import loadgen_logs, sequential
+from experiments.objectives import OBJECTIVES
 from tuner.trial import TrialConfig
 
 HOLD = "hold"
@@ -57,11 +59,20 @@ class MeasuredAccuracy:
         self.known: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}  # key -> trial number measuring it
         self._reference: dict[str, dict[str, Any]] = {}  # study -> best whole-set fp32 row
+        self._feasible: dict[str, list[tuple[float, float]]] = {}  # study -> (speed, accuracy)
+        self._speed: dict[str, str] = {}  # study -> its speed objective's column
         for row in rows:
             self.observe(row)
 
     # --- what was measured ---------------------------------------------------------
     def observe(self, row: dict[str, Any]) -> None:
+        speed = row.get(row.get("objective") or "")
+        if row.get("state") == "complete" and row.get("fidelity", "short") == "short" \
+                and speed is not None and row.get("accuracy") is not None:
+            # an estimate counts at its low end: a point is only ever beaten by a sure figure
+            sure = row["accuracy_low"] if row.get("accuracy_low") is not None else row["accuracy"]
+            self._feasible.setdefault(row["study"], []).append((float(speed), float(sure)))
+            self._speed[row["study"]] = row["objective"]
         key = row.get("accuracy_key")
         if key and self.inflight.get(key) is not None and row.get("accuracy_source") != "inherited":
             self.inflight.pop(key, None)
@@ -103,6 +114,9 @@ class MeasuredAccuracy:
         plan: dict[str, Any] = {"sequential": self.sequential, "floor": floor,
                                 "confidence": self.confidence, "width": self.width,
                                 "min_samples": self.min_samples}
+        front = self._front(tcfg.study)
+        if self.sequential and front:
+            plan["front"] = front
         ref = self._reference.get(tcfg.study)
         if self.sequential and ref is not None:
             responses = self._responses(ref, MAX_PAIRED)
@@ -110,6 +124,20 @@ class MeasuredAccuracy:
                 plan["reference"] = {"accuracy": ref["accuracy"], "responses": responses,
                                      "from": f"{ref['study']}/{ref['trial']}"}
         return plan
+
+    def _front(self, study: str) -> dict[str, Any] | None:
+        """The study's feasible, non-dominated (speed, accuracy) points so far."""
+        points = self._feasible.get(study)
+        if not points:
+            return None
+        column = self._speed[study]
+        maximize = OBJECTIVES[column].maximize
+        best, front = float("-inf"), []
+        for speed, acc in sorted(points, key=lambda p: (-p[0] if maximize else p[0], -p[1])):
+            if acc > best:  # faster points come first: keep each that is more accurate
+                front.append([speed, acc])
+                best = acc
+        return {"objective": column, "maximize": maximize, "points": front}
 
     def _responses(self, row: dict[str, Any], limit: int) -> dict[str, str] | None:
         """The row's first ``limit`` responses in the fixed shuffled order, as hex."""

@@ -9,7 +9,8 @@ Three ways, cheapest first (``TrialConfig.accuracy``, set by the driver's accura
 - **sequential** (search trials): samples in the fixed shuffled order, in growing chunks,
   each chunk a LoadGen accuracy run; after each, the whole-set figure's interval
   (``experiments.sequential``); stop once the verdict against the floor is settled at the
-  configured confidence, or the interval is narrow enough, or the set is done.
+  configured confidence, or the interval is narrow enough, or a point of the study's front
+  is as fast and surely more accurate (off the front), or the set is done.
 - **measured**: one LoadGen accuracy run over the whole set (promotion and compliant runs
   always; the result that is packed).
 
@@ -83,8 +84,9 @@ def sequential_pass(workload, run: Callable[[list[int], str], dict[int, bytes]],
     if reference:
         ref_scores = workload.per_sample({int(i): bytes.fromhex(h)
                                           for i, h in reference["responses"].items()})
+    front = plan.get("front") or {}  # the study's front so far, and this trial's own speed
     responses: dict[int, bytes] = {}
-    done, interval = 0, None
+    done, interval, beaten = 0, None, None
     for n in sequential.chunks(total, int(plan.get("first_chunk", 64))):
         responses.update(run(order[done:n], f"accuracy_{n}"))
         done = n
@@ -92,17 +94,24 @@ def sequential_pass(workload, run: Callable[[list[int], str], dict[int, bytes]],
                              reference)
         if sequential.settled(interval, floor, total, width):
             break
+        beaten = sequential.dominated_by(interval, front.get("own"), front.get("points", ()),
+                                         bool(front.get("maximize")))
+        if beaten:
+            break
     score = workload.score(responses)
     whole = done >= total
+    text = score.text if whole else (
+        f"{score.metric} estimate {interval.estimate:.5f} [{interval.low:.5f}, "
+        f"{interval.high:.5f}] from {done} of {total} samples ({conf:.0%} confidence)"
+        + (f"; off the front: {front.get('objective')} {beaten[0]:g} at {beaten[1]:.5f} "
+           "was measured" if beaten else ""))
     return AccuracyOutcome(
         score.value if whole else interval.estimate, score.metric,
         MEASURED if whole else ESTIMATED, done,
         None if whole else interval.low, None if whole else interval.high,
-        score.good if whole else None, dict(score.extras),
-        text=score.text if whole else (f"{score.metric} estimate {interval.estimate:.5f} "
-                                       f"[{interval.low:.5f}, {interval.high:.5f}] from "
-                                       f"{done} of {total} samples ({conf:.0%} confidence)"),
-        responses=responses)
+        score.good if whole else None, dict(score.extras), text=text, responses=responses,
+        note=None if whole or not beaten else f"accuracy estimated: off the study's front "
+             f"({front.get('objective')} {beaten[0]:g} at {beaten[1]:.5f} was measured)")
 
 
 def _interval(workload, responses, scored: list[int], total: int, conf: float, ref_scores,

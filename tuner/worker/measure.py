@@ -277,6 +277,9 @@ def _accuracy(cfg: TrialConfig, workload, respond, samples, run, total: int,
     # runs and the interval's re-scoring (30 mAP evaluations a look for detection)
     if plan.get("sequential") and cfg.fidelity.name == SHORT \
             and total >= int(plan.get("min_samples", 0)):
+        if plan.get("front") and result.valid:  # this trial's speed, to place it off the front
+            plan = {**plan, "front": {**plan["front"],
+                                      "own": getattr(result, plan["front"]["objective"], None)}}
         out = accuracy.sequential_pass(workload, run, total, plan)
     else:
         responses = run(list(range(total)), "accuracy")
