@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -18,7 +17,7 @@ from experiments.loadgen_logs import DETAIL
 from experiments.records import Records
 from tests.conftest import ROOT
 from tests.test_study import PLATFORM, dispatcher  # noqa: F401 (fixture)
-from tests.test_submission import ORG, TEST_MS, edit_detail
+from tests.test_submission import ORG, TEST_MS, passed_off_as_compliant
 from tuner.commands import promote
 from tuner.study.driver import Driver
 
@@ -87,15 +86,7 @@ def test_detection_point_packs_as_yolo_99_and_passes_the_check(detection_run, tm
     assert ss["scenario"] == "SingleStream" and ss["valid"] and ss["state"] == "complete", ss["cause"]
     assert ss["accuracy_metric"] == "mAP" and ss["accuracy_source"] == "measured"
     assert json.loads(ss["system"])["benchmark"] == "yolo-99"
-    run_dir = tmp_path / "run"  # passed off as compliant, as tests/test_submission.py does
-    shutil.copytree(src, run_dir)
-    records = Records(run_dir)
-    for r in records.rows:
-        if r["fidelity"] == "compliant-reduced":
-            r["fidelity"] = "compliant"
-            edit_detail(run_dir / r["log_dir"] / "performance" / DETAIL,
-                        effective_min_duration_ms=600000)
-    records.flush()
+    run_dir, _ = passed_off_as_compliant(src, tmp_path / "run")
     out = submission.pack(run_dir, tmp_path / "tree", ORG, say=lambda _s: None)
     org = out / "open" / ORG
     mapping = json.loads((org / "model_mapping.json").read_text())

@@ -20,7 +20,7 @@ from experiments import submission
 from experiments.records import Records
 from tests.conftest import ROOT
 from tests.test_study import PLATFORM, dispatcher  # noqa: F401 (fixture)
-from tests.test_submission import ORG, TEST_MS, edit_detail
+from tests.test_submission import ORG, TEST_MS, edit_detail, passed_off_as_compliant
 from experiments.loadgen_logs import DETAIL
 from tuner.commands import promote
 from tuner.study.driver import Driver
@@ -122,17 +122,7 @@ def test_mlperf_accuracy_dlrm_prints_the_recorded_auc_on_the_studys_own_logs(dlr
 def compliant_copy(dlrm_run, tmp_path):
     """The run with its promoted rows passed off as compliant (fidelity and the 600 s
     duration written into the otherwise real logs), as tests/test_submission.py does."""
-    src, _, _ = dlrm_run
-    run_dir = tmp_path / "run"
-    shutil.copytree(src, run_dir)
-    records = Records(run_dir)
-    for r in records.rows:
-        if r["fidelity"] == "compliant-reduced":
-            r["fidelity"] = "compliant"
-            edit_detail(run_dir / r["log_dir"] / "performance" / DETAIL,
-                        effective_min_duration_ms=600000)
-    records.flush()
-    return run_dir, [r for r in records.rows if r["fidelity"] == "compliant"]
+    return passed_off_as_compliant(dlrm_run[0], tmp_path / "run")
 
 
 def test_dlrm_tree_packs_as_dlrm_v3_and_passes_the_check(compliant_copy, tmp_path):

@@ -223,12 +223,10 @@ def edit_detail(path: Path, **values) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-@pytest.fixture
-def good_run(run, tmp_path):
-    """A copy of the run whose promoted rows pass as compliant: fidelity 'compliant' and a
-    600 s min duration written into the (otherwise real) detail logs."""
-    src, _ = run
-    run_dir = tmp_path / "run"
+def passed_off_as_compliant(src: Path, run_dir: Path) -> tuple[Path, list[dict]]:
+    """A copy of a run whose promoted rows pass as compliant: fidelity 'compliant' and a
+    600 s min duration written into the (otherwise real) detail logs. Returns the copy
+    and its compliant rows."""
     shutil.copytree(src, run_dir)
     records = Records(run_dir)
     for r in records.rows:
@@ -238,6 +236,11 @@ def good_run(run, tmp_path):
                         effective_min_duration_ms=600000)
     records.flush()
     return run_dir, [r for r in records.rows if r["fidelity"] == "compliant"]
+
+
+@pytest.fixture
+def good_run(run, tmp_path):
+    return passed_off_as_compliant(run[0], tmp_path / "run")
 
 
 def test_compliant_tree_packs_and_passes_the_check(good_run, tmp_path):
