@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import textwrap
 from typing import Any
 
@@ -161,7 +162,22 @@ def study_figure(name: str, group: list[dict[str, Any]], searched, best, remeasu
         xaxis_title=objective(speed).axis_title(), yaxis_title=accuracy_title(metric),
         height=560, hoverlabel=dict(align="left", font_size=12),
         xaxis_type="log" if speed == LATENCY.column else "linear")
+    if speed == LATENCY.column:  # plotly labels a log axis's minor ticks "5 6 7" for 0.5-0.7
+        shown = measured + best + [r for pts in remeasured.values() for r in pts] \
+            + [r for other in beside for r in other.rows]
+        ticks = log_ticks([r[speed] for r in shown if r[speed] is not None])
+        fig.update_xaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
+
+
+def log_ticks(values: list[float]) -> list[float]:
+    """1-2-5 ticks per decade spanning ``values`` (positive), each one labelled in full."""
+    values = [v for v in values if v and v > 0]
+    if not values:
+        return []
+    low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    return [m * 10.0 ** e for e in range(low, high + 1) for m in (1, 2, 5)
+            if min(values) / 2.5 <= m * 10.0 ** e <= max(values) * 2.5]
 
 
 FRONT_HEAD = [("trial", "trial"), ("backend", "runtime"), ("model", "model"),

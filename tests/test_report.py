@@ -74,6 +74,13 @@ def test_hover_is_one_line_per_field_and_the_floor_is_drawn(tmp_path):
     (floor,) = fig["layout"]["shapes"]
     assert floor["y0"] == floor["y1"] == FLOOR
     assert fig["layout"]["yaxis"]["title"]["text"] == "mAP (higher is better)"
+    # the log latency axis labels every tick in full (plotly's own labels 0.5 ms "5")
+    assert fig["layout"]["xaxis"]["ticktext"] == ["2", "5", "10", "20"]
+
+
+def test_log_ticks_span_the_values_one_two_five():
+    assert report_html.log_ticks([0.56, 1.19, 15.0]) == [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
+    assert report_html.log_ticks([]) == []
 
 
 def test_results_table_names_the_metric():
