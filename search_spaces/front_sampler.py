@@ -34,6 +34,7 @@ API for the driver:
 
 Measured points are never proposed again (``PointSampler``). The first ``n_startup`` (2
 given a latency prior or known accuracies) are spread out (maximin; first one random).
+``cost_aware``: points are ranked per expected device second (``search_spaces.cost``).
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from search_spaces.cost import expected_costs, trial_cost
 from search_spaces.front import (PENALTY_ABS, constraints_met, fit_subset, front_probability,
                                  joint_draws, measured, p_below, real)
 from search_spaces.point_sampler import PointSampler
@@ -65,17 +67,16 @@ class FrontSampler(PointSampler):
                  samples: int = SAMPLES, prior: Sequence[dict[str, Any]] | None = None,
                  known_accuracy: Known | None = None,
                  accuracy_objective: str | int | None = "accuracy",
-                 accuracy_constraints: Collection[str] = ("accuracy_floor",)):
+                 accuracy_constraints: Collection[str] = ("accuracy_floor",),
+                 cost_aware: bool = True):
         super().__init__(space, seed)
         self.encoder = Encoder(space)
         self.features = self.encoder.encode(self.points)
         self.acc_encoder = Encoder(space, space.accuracy_dims())
         self.acc_keys = [space.accuracy_key(p) for p in self.points]
         self._acc_features: dict[tuple, np.ndarray] = {}
-        self.n_startup = n_startup
-        self.samples = samples
-        self.known_accuracy = known_accuracy
-        self.accuracy_objective = accuracy_objective
+        self.n_startup, self.samples, self.cost_aware = n_startup, samples, cost_aware
+        self.known_accuracy, self.accuracy_objective = known_accuracy, accuracy_objective
         self.accuracy_constraints = set(accuracy_constraints)
         self._prior_records = list(prior or [])
         self._prior: list[np.ndarray] | None = None  # per objective, at every point
@@ -93,7 +94,11 @@ class FrontSampler(PointSampler):
         cand = free if len(free) <= MAX_CANDIDATES else list(
             self._rng.choice(free, MAX_CANDIDATES, replace=False))
         front, feasible, _ = self._evaluate(obs, modelled, cand, known, acc, signs)
-        score = front * feasible + 1e-9 * self._rng.rand(len(cand))  # random tie-break
+        score = front * feasible
+        if self.cost_aware:  # per expected device second
+            score = score / expected_costs([self.points[c] for c in cand],
+                                           [(t.params, trial_cost(t)) for _, t in obs])
+        score += 1e-9 * self._rng.rand(len(cand))  # random tie-break
         return int(cand[int(np.argmax(score))])
 
     def _starting(self, modelled, known: Mapping[tuple, float]) -> bool:
@@ -180,8 +185,7 @@ class FrontSampler(PointSampler):
         return names.index(want) if want in names else None
 
     def _known(self, modelled, acc: int | None) -> dict[tuple, float]:
-        """accuracy key -> accuracy: the given knowledge, overridden by this study's own
-        measurements (averaged per key)."""
+        """accuracy key -> accuracy: the given, overridden by this study's own (mean per key)."""
         if acc is None:
             return {}
         given = self.known_accuracy() if callable(self.known_accuracy) else self.known_accuracy
@@ -248,9 +252,8 @@ class FrontSampler(PointSampler):
         return verdict
 
     def _sweeps(self, model: tuple, n: int, first: int = 2) -> int:
-        """Length-scale sweeps for a GP on ``n`` trials: ``first`` at first, then one at
-        every ask while the study is small, and later only once the trials grew by a tenth
-        since the last fit (a refit costs dozens of Cholesky factorisations)."""
+        """Length-scale sweeps for a GP on ``n`` trials: ``first``, then one at every ask while
+        the study is small, later once the trials grew by a tenth (a refit is costly)."""
         last = self._fitted_n.get(model)
         if last is not None and n >= REFIT_ALWAYS_BELOW and n < REFIT_GROWTH * last:
             return 0
@@ -261,9 +264,8 @@ class FrontSampler(PointSampler):
         return joint_draws(mean, cov, self._rng, self.samples)
 
     def _spread(self, obs, free: list[int]) -> int:
-        """Start-up: the free point farthest from everything measured or chosen. With a
-        prior too: its front is the other platforms' front, and measured it showed where
-        this platform differs from them later than a spread did (benchmark, issue 18)."""
+        """Start-up: the free point farthest from everything measured or chosen (with a
+        prior too: measuring its front first found this platform's differences later)."""
         taken = [i for i, _ in obs] + [self._index[self.space.key(p)]
                                        for p in self._chosen.values()]
         if not taken:
@@ -273,10 +275,9 @@ class FrontSampler(PointSampler):
         return int(free[int(np.argmax(nearest))])
 
     def _feasibility(self, obs, cand: list[int], known: dict, acc: int | None) -> np.ndarray:
-        """P(every constraint <= 0), one GP per constraint on its told values (an accuracy
-        floor's ``floor - accuracy`` is as smooth as accuracy itself); a trial with no
-        measurement counts as violating every constraint but the accuracy ones, which
-        are modelled per accuracy key over the accuracy dims (``_accuracy_feasibility``)."""
+        """P(every constraint <= 0), one GP per constraint on its told values; a trial with no
+        measurement counts as violating every constraint but the accuracy ones, modelled
+        per accuracy key over the accuracy dims (``_accuracy_feasibility``)."""
         prob = np.ones(len(cand))
         names = {n for _, t in obs for n in (t.constraints or {})}
         accuracy = sorted(names & self.accuracy_constraints) if acc is not None else []
@@ -308,10 +309,9 @@ class FrontSampler(PointSampler):
 
     def _accuracy_feasibility(self, name: str, obs, cand: list[int], known: dict,
                               acc: int) -> np.ndarray:
-        """P(floor - accuracy <= 0) of each candidate: settled where its key was told the
-        constraint; where only its accuracy is known, against the floor (floor = told
-        constraint + accuracy, constant or modelled over the accuracy dims); else from a
-        GP of the constraint over the accuracy dims."""
+        """P(floor - accuracy <= 0) per candidate: settled where its key was told the
+        constraint; where only its accuracy is known, against the floor (told constraint +
+        accuracy: constant, or a GP over the accuracy dims); else a GP of the constraint."""
         told: dict[tuple, list[float]] = {}
         floors: dict[tuple, list[float]] = {}
         for i, t in obs:

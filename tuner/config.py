@@ -62,6 +62,9 @@ class StudyConfig:
     # front (our front-seeking sampler: search_spaces/front_sampler.py) | tpe | nsga2 |
     # random (a random order, no repeats) | grid (the grid in order, no repeats)
     sampler: str = "front"
+    # front sampler: rank points per expected device second (their runtime's median trial
+    # duration so far: an untuned TVM trial costs ~20x an ONNX Runtime one), not per trial
+    cost_aware: bool = True
     seed: int = 0
     # Run dirs (our own or imported published results) or study names of this run whose
     # records of other platforms a new platform's study learns from (search_spaces.warm_start)

@@ -31,6 +31,7 @@ from experiments.objectives import ACCURACY
 from experiments.objectives import objective as objective_of
 from experiments.records import Records
 from search_spaces import AccuracyBook, make_sampler
+from search_spaces.cost import COST_ATTR
 from tuner.fleet.dispatch import DispatchError
 from tuner.study.accuracy_book import HOLD, MeasuredAccuracy
 from tuner.study.journal import JOURNAL, open_journal
@@ -105,7 +106,8 @@ class Driver:
         study = optuna.create_study(
             study_name=name, storage=self.storage, directions=directions, load_if_exists=True,
             sampler=make_sampler(self.cfg.study.sampler, self.cfg.study.seed, space=plan.space,
-                                 warm_start=warm, known_accuracy=self._known_accuracy(plan)))
+                                 warm_start=warm, known_accuracy=self._known_accuracy(plan),
+                                 cost_aware=bool(self.cfg.study.cost_aware)))
         study.set_metric_names([self.objective, "accuracy"])
         for point in (warm.enqueue if warm else []):
             study.enqueue_trial(point, user_attrs={"warm_start": True})
@@ -309,6 +311,8 @@ class Driver:
         trial.set_constraint("accuracy_floor", floor - told)
         trial.set_constraint("loadgen_valid", 0.0 if row["valid"] else 1.0)
         trial.set_user_attr("state", row["state"])
+        if row.get("duration_s") is not None:  # its device time: what the next points cost
+            trial.set_user_attr(COST_ATTR, float(row["duration_s"]))
         if row["cause"]:
             trial.set_user_attr("cause", row["cause"][:500])
         ps.study.tell(trial, values, skip_if_finished=True)
