@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -131,3 +132,8 @@ def test_replay_study_of_40_trials_on_the_published_xavier_table(tmp_path):
                          "published.jetson-xavier.singlestream" for r in found)
     assert all(r["cause"].startswith(NOT_IN_TABLE) for r in rows if r["latency_ms"] is None)
     assert (run_dir / "pareto.html").is_file() and (run_dir / "pareto.png").is_file()
+    # a replayed answer costs no device time: the cost-aware ranking sees none
+    from tuner.study.journal import open_journal
+
+    study = optuna.load_study(study_name="mobilenet.jetson-xavier", storage=open_journal(run_dir))
+    assert len(study.trials) >= 40 and not any("duration_s" in t.user_attrs for t in study.trials)

@@ -113,6 +113,9 @@ def test_study_end_to_end_then_resume(tmp_path, cache_dir, dispatcher):
     measured = [t for t in study.trials if "cached_from" not in t.user_attrs]
     assert [t.number for t in measured] == [r["trial"] for r in second]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # each measured trial is told its device time: what the cost-aware ranking reads
+    assert [t.user_attrs["duration_s"] for t in measured] == pytest.approx(
+        [r["duration_s"] for r in second])
     # Nothing was measured twice: a repeated proposal was answered from the records.
     assert len({r["params"] for r in second}) == len(second)
 

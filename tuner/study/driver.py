@@ -311,7 +311,8 @@ class Driver:
         trial.set_constraint("accuracy_floor", floor - told)
         trial.set_constraint("loadgen_valid", 0.0 if row["valid"] else 1.0)
         trial.set_user_attr("state", row["state"])
-        if row.get("duration_s") is not None:  # its device time: what the next points cost
+        if self.fidelity == SHORT and row.get("duration_s") is not None:
+            # its device time, what the next points cost (a replay's answer costs nothing)
             trial.set_user_attr(COST_ATTR, float(row["duration_s"]))
         if row["cause"]:
             trial.set_user_attr("cause", row["cause"][:500])
