@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import backends
-from experiments import loadgen_logs, sequential
+from experiments import loadgen_logs, pareto, sequential
 from experiments.objectives import OBJECTIVES
 from tuner.trial import TrialConfig
 
@@ -59,8 +59,8 @@ class MeasuredAccuracy:
         self.known: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}  # key -> trial number measuring it
         self._reference: dict[str, dict[str, Any]] = {}  # study -> best whole-set fp32 row
-        self._feasible: dict[str, list[tuple[float, float]]] = {}  # study -> (speed, accuracy)
-        self._speed: dict[str, str] = {}  # study -> its speed objective's column
+        # study -> its feasible search points (trial, speed, sure accuracy), for its front
+        self._feasible: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             self.observe(row)
 
@@ -71,8 +71,9 @@ class MeasuredAccuracy:
                 and speed is not None and row.get("accuracy") is not None:
             # an estimate counts at its low end: a point is only ever beaten by a sure figure
             sure = row["accuracy_low"] if row.get("accuracy_low") is not None else row["accuracy"]
-            self._feasible.setdefault(row["study"], []).append((float(speed), float(sure)))
-            self._speed[row["study"]] = row["objective"]
+            self._feasible.setdefault(row["study"], []).append(
+                {"trial": row.get("trial"), "state": "complete", "objective": row["objective"],
+                 row["objective"]: float(speed), "accuracy": float(sure)})
         key = row.get("accuracy_key")
         if key and self.inflight.get(key) is not None and row.get("accuracy_source") != "inherited":
             self.inflight.pop(key, None)
@@ -130,14 +131,9 @@ class MeasuredAccuracy:
         points = self._feasible.get(study)
         if not points:
             return None
-        column = self._speed[study]
-        maximize = OBJECTIVES[column].maximize
-        best, front = float("-inf"), []
-        for speed, acc in sorted(points, key=lambda p: (-p[0] if maximize else p[0], -p[1])):
-            if acc > best:  # faster points come first: keep each that is more accurate
-                front.append([speed, acc])
-                best = acc
-        return {"objective": column, "maximize": maximize, "points": front}
+        column = points[-1]["objective"]
+        return {"objective": column, "maximize": OBJECTIVES[column].maximize,
+                "points": [[p[column], p["accuracy"]] for p in pareto.front(points, column)]}
 
     def _responses(self, row: dict[str, Any], limit: int) -> dict[str, str] | None:
         """The row's first ``limit`` responses in the fixed shuffled order, as hex."""

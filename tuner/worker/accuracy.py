@@ -100,18 +100,18 @@ def sequential_pass(workload, run: Callable[[list[int], str], dict[int, bytes]],
             break
     score = workload.score(responses)
     whole = done >= total
+    off = f"{front.get('objective')} {beaten[0]:g} at {beaten[1]:.5f} was measured" \
+        if beaten and not whole else None
     text = score.text if whole else (
         f"{score.metric} estimate {interval.estimate:.5f} [{interval.low:.5f}, "
         f"{interval.high:.5f}] from {done} of {total} samples ({conf:.0%} confidence)"
-        + (f"; off the front: {front.get('objective')} {beaten[0]:g} at {beaten[1]:.5f} "
-           "was measured" if beaten else ""))
+        + (f"; off the front: {off}" if off else ""))
     return AccuracyOutcome(
         score.value if whole else interval.estimate, score.metric,
         MEASURED if whole else ESTIMATED, done,
         None if whole else interval.low, None if whole else interval.high,
         score.good if whole else None, dict(score.extras), text=text, responses=responses,
-        note=None if whole or not beaten else f"accuracy estimated: off the study's front "
-             f"({front.get('objective')} {beaten[0]:g} at {beaten[1]:.5f} was measured)")
+        note=f"accuracy estimated: off the study's front ({off})" if off else None)
 
 
 def _interval(workload, responses, scored: list[int], total: int, conf: float, ref_scores,
