@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,19 @@ from workloads.digit_canvases import coco_eval, data, model as det, postprocess 
 from workloads.digit_canvases.workload import DigitCanvasesWorkload, Sample
 
 ACCURACY_COCO = ROOT.parent / "shared" / "mlperf" / "accuracy-coco.py"
+
+
+def accuracy_coco_map(log: Path, coco_dir: Path) -> list[str]:
+    """The ``mAP=`` lines MLPerf's accuracy-coco.py prints for an accuracy log against the
+    COCO annotations under ``coco_dir`` (skips when ../shared/mlperf is not there)."""
+    if not ACCURACY_COCO.exists():
+        pytest.skip(f"{ACCURACY_COCO} not present")
+    out = subprocess.run([sys.executable, str(ACCURACY_COCO), "--mlperf-accuracy-file", str(log),
+                          "--coco-dir", str(coco_dir),
+                          "--output-file", str(coco_dir / "results.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return re.findall(r"mAP=[0-9.]+%", out.stdout)
 
 
 def _bytes(response) -> bytes:
@@ -193,8 +207,6 @@ def test_map_equals_pycocotools_on_pixel_boxes(workload):
 
 def test_map_equals_mlperf_accuracy_coco(workload, tmp_path):
     """MLPerf's own script on a LoadGen-format accuracy log prints our mAP exactly."""
-    if not ACCURACY_COCO.exists():
-        pytest.skip(f"{ACCURACY_COCO} not present")
     responses = _noisy_log(workload, np.random.default_rng(2))
     log = [{"seq_id": n, "qsl_idx": i, "data": responses[i].hex()}
            for n, i in enumerate(sorted(responses, key=lambda k: (k * 37) % 61))]
@@ -202,13 +214,7 @@ def test_map_equals_mlperf_accuracy_coco(workload, tmp_path):
     acc = tmp_path / "mlperf_log_accuracy.json"
     acc.write_text(json.dumps(log))
     workload.annotation_file(tmp_path / "coco")
-    out = subprocess.run([sys.executable, str(ACCURACY_COCO), "--mlperf-accuracy-file", str(acc),
-                          "--coco-dir", str(tmp_path / "coco"),
-                          "--output-file", str(tmp_path / "results.json")],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    printed = re.findall(r"mAP=[0-9.]+%", out.stdout)
-    assert printed == [workload.score(responses).text]
+    assert accuracy_coco_map(acc, tmp_path / "coco") == [workload.score(responses).text]
 
 
 def test_variant_knobs_and_errors(workload):

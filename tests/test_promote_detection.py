@@ -57,27 +57,17 @@ def test_mlperf_accuracy_coco_prints_the_recorded_map_on_the_studys_own_logs(det
     """MLPerf's accuracy-coco.py (the copy in ../shared/mlperf), run on the accuracy logs
     LoadGen wrote in this study (the search trial and the promoted run) against the
     canvases' COCO annotation file, prints the mAP each record holds."""
-    import subprocess
-    import sys
-
+    from tests.test_detection import accuracy_coco_map
     from workloads.digit_canvases.workload import DigitCanvasesWorkload
 
-    script = ROOT.parent / "shared" / "mlperf" / "accuracy-coco.py"
-    if not script.is_file():
-        pytest.skip(f"{script} not present")
     run_dir, _ = detection_run
     DigitCanvasesWorkload(count=100).annotation_file(tmp_path / "coco")
     rows = Records(run_dir).rows
     assert {r["fidelity"] for r in rows} >= {"short", "compliant-reduced"}
     for r in rows:
         log = run_dir / r["log_dir"] / "accuracy" / "mlperf_log_accuracy.json"
-        out = subprocess.run([sys.executable, str(script), "--mlperf-accuracy-file", str(log),
-                              "--coco-dir", str(tmp_path / "coco"),
-                              "--output-file", str(tmp_path / "results.json")],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        printed = re.findall(r"mAP=[0-9.]+%", out.stdout)
-        assert printed == [f"mAP={100 * r['accuracy']:.3f}%"], (r["fidelity"], out.stdout[-500:])
+        assert accuracy_coco_map(log, tmp_path / "coco") == [f"mAP={100 * r['accuracy']:.3f}%"], \
+            r["fidelity"]
 
 
 def test_detection_point_packs_as_yolo_99_and_passes_the_check(detection_run, tmp_path):
