@@ -135,6 +135,7 @@ def test_repeated_points_cost_nothing_and_an_exhausted_space_ends_the_study(
     by_number = {r["trial"]: r for r in got}
     for t in cached:  # told the recorded figures of the point it repeated
         assert t.values[1] == pytest.approx(by_number[t.user_attrs["cached_from"]]["accuracy"])
+        assert "duration_s" not in t.user_attrs  # it took no device time
 
 
 def test_crashing_trials_are_recorded_and_the_study_goes_on(tmp_path, cache_dir, dispatcher):

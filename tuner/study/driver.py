@@ -272,7 +272,7 @@ class Driver:
             ps.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return False
         trial.set_user_attr("cached_from", earlier)
-        self._tell(ps, trial, row)
+        self._tell(ps, trial, row, measured_now=False)
         ps.cached += 1
         ps.repeats_in_a_row += 1
         self._check_exhausted(ps)
@@ -297,7 +297,8 @@ class Driver:
         ps.finished += 1
         ps.best = best_text(self.records.rows, ps.name, self.objective)
 
-    def _tell(self, ps: PlatformStudy, trial: optuna.trial.Trial, row: dict[str, Any]) -> None:
+    def _tell(self, ps: PlatformStudy, trial: optuna.trial.Trial, row: dict[str, Any],
+              measured_now: bool = True) -> None:
         speed, accuracy = row[self.objective], row["accuracy"]
         measured = row["state"] != "failed" and speed is not None and accuracy is not None
         values = [speed, accuracy] if measured else [objective_of(self.objective).penalty,
@@ -311,8 +312,9 @@ class Driver:
         trial.set_constraint("accuracy_floor", floor - told)
         trial.set_constraint("loadgen_valid", 0.0 if row["valid"] else 1.0)
         trial.set_user_attr("state", row["state"])
-        if self.fidelity == SHORT and row.get("duration_s") is not None:
-            # its device time, what the next points cost (a replay's answer costs nothing)
+        if measured_now and self.fidelity == SHORT and row.get("duration_s") is not None:
+            # its device time, what the next points cost (a replay's answer or a repeat
+            # answered from the records costs nothing)
             trial.set_user_attr(COST_ATTR, float(row["duration_s"]))
         if row["cause"]:
             trial.set_user_attr("cause", row["cause"][:500])
