@@ -50,6 +50,17 @@ SCHEMA = pa.schema([
     ("latency_ms", pa.float64()),
     ("p90_latency_ms", pa.float64()),
     ("qps", pa.float64()),
+    # 90% prediction intervals of the figures (experiments/noise.py): where this
+    # configuration re-measured on the same node lands, 9 times in 10
+    ("latency_low_ms", pa.float64()),
+    ("latency_high_ms", pa.float64()),
+    ("qps_low", pa.float64()),
+    ("qps_high", pa.float64()),
+    ("windows", pa.int64()),  # LoadGen runs the figure is the median of
+    # search | race | canary | recheck (tuner.trial.TrialConfig.measured_for); repeat_of:
+    # the configuration's first trial, for a re-measurement (a record of its own)
+    ("measured_for", pa.string()),
+    ("repeat_of", pa.int64()),
     ("accuracy", pa.float64()),
     ("accuracy_metric", pa.string()),  # the task's metric: top1 | mAP | AUC
     ("accuracy_extras", pa.string()),  # JSON: the metric's companions (e.g. AP50)
@@ -95,7 +106,10 @@ class Records:
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / FILENAME
-        self.rows: list[dict[str, Any]] = read(self.path).to_pylist() if exists(self.path) else []
+        # rows of earlier versions get the columns added since, empty
+        self.rows: list[dict[str, Any]] = [{name: r.get(name) for name in SCHEMA.names}
+                                           for r in read(self.path).to_pylist()] \
+            if exists(self.path) else []
         self._written = len(self.rows)  # rows on disk (the folder, or a legacy file)
         self._saved = [dict(r) for r in self.rows]  # as written: flush finds rows edited since
 

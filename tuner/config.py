@@ -99,6 +99,33 @@ class FidelityConfig:
     sequential_min_samples: int = 2000
     accuracy_confidence: float = 0.99
     accuracy_width: float = 0.005
+    # A search trial's figure is the median of `windows` LoadGen runs (each a share of
+    # min_duration), and up to max_windows while the last three differ by more than
+    # `stability` (perf_analyzer's 10%): the spread is part of its interval (experiments/noise.py)
+    windows: int = 3
+    max_windows: int = 6
+    stability: float = 0.10
+
+
+@dataclass
+class MeasurementConfig:
+    """How sure the figures are and what is measured again (experiments/noise.py,
+    tuner/study/racing.py, tuner/study/canary.py)."""
+
+    # one record's log spread before repeats on the node say otherwise (0.05: +-5%)
+    noise_prior: float = 0.05
+    confidence: float = 0.90  # of the intervals and of telling two configurations apart
+    # Racing: a configuration whose interval overlaps a front point is measured again beside
+    # it (A B A B on the same node) until they are told apart or shown equivalent (within
+    # race_margin) or each has race_repeats records; re-measurements take at most
+    # race_budget x study.n_trials trials of device time
+    racing: bool = True
+    race_budget: float = 0.25
+    race_repeats: int = 4
+    race_margin: float = 0.03
+    # Drift: each node measures a fixed canary configuration (the study's first measured
+    # point) every canary_every trials; 0 turns it off
+    canary_every: int = 8
 
 
 @dataclass
@@ -112,6 +139,9 @@ class ClusterConfig:
     num_cpus: Optional[int] = None  # local mode: CPUs Ray may use (default: all)
     # A requested runtime a platform lacks is reported and skipped; true: stop instead.
     require_all_runtimes: bool = False
+    # replay: multiply each replayed figure by exp(N(0, replay_noise)), a log spread like the
+    # one this machine measures (0.05); 0: the table's figures as they are
+    replay_noise: float = 0.0
 
 
 @dataclass
@@ -157,6 +187,7 @@ class PlatformConfig:
 class Config:
     study: StudyConfig = field(default_factory=StudyConfig)
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    measurement: MeasurementConfig = field(default_factory=MeasurementConfig)
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     platform: PlatformConfig = field(default_factory=PlatformConfig)
@@ -239,7 +270,29 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("cluster.address: required with cluster=ray (HOST:PORT of the head)")
     if not cfg.workload or "name" not in cfg.workload:
         raise ConfigError("workload.name: missing")
+    _check_measurement(cfg)
     _check_workload(cfg)
+
+
+def _check_measurement(cfg: DictConfig) -> None:
+    """The noise options: each out-of-range value is one line naming its key."""
+    f, m = cfg.fidelity, cfg.measurement
+    checks = [
+        ("fidelity.windows", f.windows, f.windows >= 1, ">= 1"),
+        ("fidelity.max_windows", f.max_windows, f.max_windows >= f.windows,
+         f">= fidelity.windows ({f.windows})"),
+        ("fidelity.stability", f.stability, f.stability > 0, "> 0 (0.10: 10%)"),
+        ("measurement.noise_prior", m.noise_prior, m.noise_prior > 0, "> 0 (0.05: +-5%)"),
+        ("measurement.confidence", m.confidence, 0.5 < m.confidence < 1, "between 0.5 and 1"),
+        ("measurement.race_budget", m.race_budget, 0 <= m.race_budget <= 1, "between 0 and 1"),
+        ("measurement.race_repeats", m.race_repeats, m.race_repeats >= 2, ">= 2"),
+        ("measurement.race_margin", m.race_margin, m.race_margin >= 0, ">= 0"),
+        ("measurement.canary_every", m.canary_every, m.canary_every >= 0, ">= 0 (0: off)"),
+        ("cluster.replay_noise", cfg.cluster.replay_noise, cfg.cluster.replay_noise >= 0, ">= 0"),
+    ]
+    for key, value, ok, want in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {value!r}; must be {want}")
 
 
 def _check_workload(cfg: DictConfig) -> None:

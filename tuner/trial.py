@@ -20,6 +20,12 @@ class Fidelity:
     min_duration_ms: int | None = 1000
     min_query_count: int | None = 64
     max_duration_ms: int | None = None
+    # The run is measured in this many LoadGen runs (windows) back to back, each a share of
+    # the duration, and up to max_windows while the last three disagree by more than
+    # stability (tuner.worker.performance); a compliant run is one window.
+    windows: int = 1
+    max_windows: int = 1
+    stability: float = 0.10
 
     @property
     def compliant(self) -> bool:
@@ -27,7 +33,7 @@ class Fidelity:
 
     @classmethod
     def compliant_run(cls) -> "Fidelity":
-        return cls(COMPLIANT, None, None, None)
+        return cls(COMPLIANT, None, None, None, windows=1, max_windows=1)
 
 
 @dataclass
@@ -57,6 +63,12 @@ class TrialConfig:
     # Multiplies the calibrated latency (divides the throughput) LoadGen plans with: 1.0
     # but in fault tests, which set it far off to force a harness miss.
     calibration_scale: float = 1.0
+    # Why it is measured: search (an asked point) | race (a near-front point again, beside
+    # its rival) | canary (the node's fixed reference) | recheck (again, after a drift);
+    # repeat_of names the configuration's first trial, node_id pins it to one Ray node.
+    measured_for: str = "search"
+    repeat_of: int | None = None
+    node_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +88,7 @@ class TrialResult:
     latency_ms: float | None = None  # the scenario's headline latency
     p90_latency_ms: float | None = None
     qps: float | None = None
+    windows: int = 1  # LoadGen runs the figure is the median of (tuner.worker.performance)
     accuracy: float | None = None
     accuracy_metric: str | None = None  # the workload's metric name: top1 | mAP | AUC
     accuracy_good: int | None = None

@@ -87,7 +87,8 @@ class Driver:
         self.records = Records(self.run_dir)
         self.storage = open_journal(self.run_dir)
         self.recorder = Recorder(self.run_dir, self.records,
-                                 AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction))
+                                 AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction),
+                                 cfg.measurement.noise_prior)
         self.dispatcher = dispatcher
         self.console = console
         self.studies: list[PlatformStudy] = []

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from experiments import noise
 from experiments.mlperf import PUBLISHED, REPLAY, SIMULATED
 from experiments.records import Records
 from tuner.study.accuracy_book import accuracy_key
@@ -84,8 +85,14 @@ def write_logs(run_dir: Path, rel: Path, logs: dict[str, str]) -> str:
 
 
 def make_row(tcfg: TrialConfig, result: TrialResult, *, floor: float, objective: str,
-             fidelity: str, log_dir: str) -> dict[str, Any]:
+             fidelity: str, log_dir: str, node_sigma: float = noise.PRIOR_SIGMA) -> dict[str, Any]:
     state, cause = classify(result, floor)
+    sigma = noise.record_sigma(float(result.system.get("windows_log_sd") or 0.0),
+                               result.windows, node_sigma)
+    bounds = {}
+    for column, value in (("latency_ms", result.latency_ms), ("qps", result.qps)):
+        low, high = noise.prediction(value, sigma) if value else (None, None)
+        bounds.update(zip(noise.BOUNDS[column], (low, high)))
     return {
         "study": tcfg.study, "trial": tcfg.trial, "state": state, "fidelity": fidelity,
         "platform": tcfg.platform, "node": result.node, "backend": tcfg.backend,
@@ -93,7 +100,9 @@ def make_row(tcfg: TrialConfig, result: TrialResult, *, floor: float, objective:
         "params": json.dumps(tcfg.params, sort_keys=True),
         # an INVALID run may log no latency as 0: never a real figure
         "latency_ms": result.latency_ms or None, "p90_latency_ms": result.p90_latency_ms or None,
-        "qps": result.qps, "accuracy": result.accuracy,
+        "qps": result.qps, **bounds, "windows": result.windows,
+        "measured_for": tcfg.measured_for, "repeat_of": tcfg.repeat_of,
+        "accuracy": result.accuracy,
         "accuracy_metric": result.accuracy_metric,
         "accuracy_extras": json.dumps(result.accuracy_extras) if result.accuracy_extras else None,
         "accuracy_source": result.accuracy_source, "accuracy_low": result.accuracy_low,
@@ -111,8 +120,10 @@ def make_row(tcfg: TrialConfig, result: TrialResult, *, floor: float, objective:
 class Recorder:
     """Turns results into rows of a run's records (and their logs into files)."""
 
-    def __init__(self, run_dir: Path, records: Records, floor: AccuracyFloor):
+    def __init__(self, run_dir: Path, records: Records, floor: AccuracyFloor,
+                 noise_prior: float = noise.PRIOR_SIGMA):
         self.run_dir, self.records, self.floor = Path(run_dir), records, floor
+        self.noise_prior = float(noise_prior)
         for row in records.rows:
             floor.observe(row)
 
@@ -126,8 +137,11 @@ class Recorder:
         if store and fidelity not in NOT_MEASURED:
             log_dir = write_logs(self.run_dir, log_folder(tcfg.study, tcfg.trial, fidelity,
                                                           subdir), result.logs)
+        speed = objective if objective in noise.BOUNDS else "latency_ms"
+        same = [r for r in self.records.rows if r["fidelity"] == fidelity]
+        sigma = noise.node_sigma(same, speed, self.noise_prior).get(result.node, self.noise_prior)
         row = make_row(tcfg, result, floor=self.floor.value(tcfg.study), objective=objective,
-                       fidelity=fidelity, log_dir=log_dir)
+                       fidelity=fidelity, log_dir=log_dir, node_sigma=sigma)
         if store:
             self.records.add(row)
             self.floor.observe(row)

@@ -4,11 +4,9 @@
 of the runtime, an INVALID LoadGen run or a missing runtime all come back as a
 ``TrialResult`` with ``ok``/``valid`` false and the cause, so the study goes on.
 
-A performance run that ends INVALID because LoadGen was told the wrong expected speed (a
-harness miss, ``tuner.worker.oracle.harness_miss``) is recalibrated from that run's own log and
-run again, up to ``cfg.harness_retries`` times. The final attempt's logs are the
-``performance/`` folder (what the packer reads); earlier ones are kept as
-``performance_attempt_<n>/``; ``system["performance_attempts"]`` counts them.
+The performance measurement is ``tuner.worker.performance``: LoadGen runs in windows until
+the figure is steady (a compliant run is one window), each recalibrated and run again after a
+harness miss; ``performance/`` holds the headline window's logs (what the packer reads).
 
 ``system["timings_s"]`` holds where the trial's time went, part by part.
 """
@@ -30,14 +28,13 @@ from experiments import loadgen_logs
 from experiments.mlperf import SHORT, current_benchmark
 from experiments.mlperf import scenario as scenario_facts
 from tuner.worker import accuracy, model_files, server_search
-from tuner.worker.oracle import (Calibration, LoadGenOracle, SystemUnderTest, calibrate,
-                          harness_miss, recalibrate, user_conf)
+from tuner.worker.oracle import Calibration, LoadGenOracle, SystemUnderTest, calibrate, user_conf
+from tuner.worker.performance import PerformanceRuns, window_fidelity
 from tuner.trial import TrialConfig, TrialResult
 from workloads import create as create_workload
 
 CALIBRATION_SAMPLES = 32
 ACCURACY_BATCH = 32  # a search trial's accuracy pass (see _accuracy_plan)
-PERFORMANCE = "performance"
 
 
 class _SampleCache:
@@ -177,7 +174,7 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
         calib = Calibration(calib.latency_s * scale, calib.throughput / scale)
 
         def conf_for(c: Calibration) -> str:
-            return user_conf(workload.loadgen_model, scenario, cfg.fidelity, c,
+            return user_conf(workload.loadgen_model, scenario, window_fidelity(cfg.fidelity), c,
                              server_load=float(cfg.scenario_options.get("server_load", 0.5)),
                              server_latency_ms=cfg.scenario_options.get("server_latency_ms"),
                              performance_sample_count=cfg.scenario_options.get(
@@ -196,48 +193,27 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
             # promotion: the highest target QPS whose p99 meets the bound, from short runs
             conf = server_search.tune(oracle, sut_args, calib, conf, cfg.scenario_options, result)
 
-        attempts: list[tuple[Path, str]] = []
-        while True:
-            out = work / f"{PERFORMANCE}_attempt_{len(attempts) + 1}"
-            loading = samples.load_s
-            part = PERFORMANCE if not attempts else "performance_retry"
-            with timings.part(part):
-                with SystemUnderTest(**sut_args) as sut:
-                    oracle.run(sut, "performance", out)
-            # LoadGen loads the QSL before its clock starts: that is trial overhead
-            timings["sample_loading"] = timings.get("sample_loading", 0.0) + samples.load_s - loading
-            timings[part] -= samples.load_s - loading
-            attempts.append((out, conf))
-            detail = loadgen_logs.read_detail(out)
-            metrics = loadgen_logs.performance_metrics(detail, scenario)
-            if metrics.valid or len(attempts) > int(cfg.harness_retries) \
-                    or not harness_miss(scenario, metrics.invalid_reason):
-                break
-            fresh = calibrate(respond, probe, batch_size, per_query, budget_s=0.05) \
-                if scenario == "Offline" else None
-            calib = recalibrate(detail, scenario, per_query, calib, fresh)
-            conf = conf_for(calib)
-            oracle.replan(calib)
-            result.settings.setdefault("retries", []).append({
-                "reason": metrics.invalid_reason, "calibrated_latency_ms": calib.latency_s * 1e3,
-                "calibrated_qps": calib.throughput})
+        runs = PerformanceRuns(cfg, oracle, sut_args, samples, work, timings, conf_for, calib,
+                               respond, probe, batch_size, per_query)
+        runs.run(conf)
+        head = runs.headline()
+        metrics, conf = head.metrics, head.conf
         with timings.part("logs"):
-            for n, (folder, attempt_conf) in enumerate(attempts[:-1], start=1):
-                _collect(folder, f"{PERFORMANCE}_attempt_{n}", result)
-                result.logs[f"{PERFORMANCE}_attempt_{n}/user.conf"] = attempt_conf
-            _collect(attempts[-1][0], PERFORMANCE, result)
-        result.system["performance_attempts"] = len(attempts)
+            unsteady = runs.collect(result)
         result.valid = metrics.valid
         result.latency_ms, result.p90_latency_ms = metrics.latency_ms, metrics.p90_latency_ms
         result.qps = metrics.qps
         if metrics.qps and workload.items_per_sample() != 1.0:  # e.g. DLRM: pairs/s beside users/s
             result.system[f"{workload.item_name}s_per_second"] = \
                 metrics.qps * workload.items_per_sample()
+        attempts = len(head.attempts)
         if not metrics.valid:
-            tried = f" (after {len(attempts)} attempts)" if len(attempts) > 1 else ""
+            tried = f" (after {attempts} attempts)" if attempts > 1 else ""
             result.cause = f"LoadGen INVALID{tried}: {metrics.invalid_reason or 'no reason logged'}"
         elif metrics.errors:
             result.cause = "LoadGen logged errors: " + "; ".join(metrics.errors)
+        elif unsteady:
+            result.cause = unsteady
 
         if cfg.run_accuracy:
             with timings.part("accuracy"):
@@ -254,7 +230,6 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
 
                 outcome = _accuracy(cfg, workload, respond, samples, run, accuracy_total, result)
                 _record_accuracy(outcome, result, work)
-        result.logs["user.conf"] = conf
         result.logs["user.conf"] = conf
     finally:
         with timings.part("teardown"):
@@ -334,9 +309,3 @@ def _accuracy_plan(cfg: TrialConfig, backend, batch_size: int, per_query: int) -
         return "Offline", max(ACCURACY_BATCH, batch_size, per_query)
     return cfg.scenario, max(batch_size, per_query)
 
-
-def _collect(log_dir: Path, prefix: str, result: TrialResult) -> None:
-    for name in (loadgen_logs.DETAIL, loadgen_logs.SUMMARY, loadgen_logs.ACCURACY):
-        path = log_dir / name
-        if path.exists():
-            result.logs[f"{prefix}/{name}"] = path.read_text()
