@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from experiments import compare as comparing
-from experiments import fleet_report, pareto, report_html
+from experiments import fleet_report, pareto, report_html, ties
+from experiments.mlperf import REPLAY, SHORT
+from experiments.noise import BOUNDS
 from experiments.objectives import accuracy_title, metric_of, objective
 from experiments.plot_axes import log_latency_axis
 from experiments.records import read
 
 CSV_COLUMNS = ["study", "platform", "trial", "fidelity", "backend", "model", "scenario",
-               "latency_ms", "p90_latency_ms", "qps", "accuracy", "accuracy_metric", "node",
-               "params", "log_dir"]
+               "latency_ms", "latency_low_ms", "latency_high_ms", "p90_latency_ms", "qps",
+               "qps_low", "qps_high", "repeats", "accuracy", "accuracy_metric", "node",
+               "params", "log_dir", "equivalent", "flagged"]
 # Re-measurements beside the search's short runs (tuner.commands.promote): drawn with their own
 # markers, only where their scenario is the study's (other scenarios' figures are not
 # comparable on one axis) and listed in full in a table.
@@ -77,11 +80,16 @@ def _plottable(group: list[dict[str, Any]], speed: str) -> dict[str, list[dict[s
 
 def fronts(rows: list[dict[str, Any]], fidelity: str | None = None
            ) -> dict[str, list[dict[str, Any]]]:
-    """study -> its Pareto front over its search rows (or the rows of one fidelity)."""
-    return {name: pareto.front([r for r in group if (r["fidelity"] == fidelity if fidelity
-                                                     else is_search(r))],
-                               group[0]["objective"])
-            for name, group in studies(rows).items()}
+    """study -> its Pareto front over its search rows (or the rows of one fidelity). Our own
+    measurements (short, replayed) are pooled per configuration, with intervals and ties
+    (``experiments.ties``); others' figures (published) are drawn as they were given."""
+    out = {}
+    for name, group in studies(rows).items():
+        chosen = [r for r in group if (r["fidelity"] == fidelity if fidelity else is_search(r))]
+        speed = group[0]["objective"]
+        noisy = chosen and all(r["fidelity"] in (SHORT, REPLAY) for r in chosen)
+        out[name] = ties.front(chosen, speed) if noisy else pareto.front(chosen, speed)
+    return out
 
 
 def render(run_dir: str | Path, compare: list[str | Path] | None = None) -> dict[str, Path]:
@@ -242,8 +250,20 @@ def fmt(value, missing: str = "") -> str:
     return str(value)
 
 
+def interval_text(row: dict[str, Any], speed: str) -> str:
+    """"0.412 [0.38, 0.45] x3": the figure, its interval, the records pooled."""
+    low, high = (row.get(c) for c in BOUNDS.get(speed, ("", "")))
+    text = f"{row[speed]:.4g}"
+    if low is not None and high is not None:
+        text += f" [{low:.3g}, {high:.3g}]"
+    if (row.get("repeats") or 1) > 1:
+        text += f" x{row['repeats']}"
+    return text
+
+
 def print_fronts(rows: list[dict[str, Any]], console=None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     # Piped or logged output gets room for the whole row instead of rich's 80 columns.
@@ -253,18 +273,22 @@ def print_fronts(rows: list[dict[str, Any]], console=None) -> None:
             console.print(f"[bold]{name}[/]: no feasible trial yet")
             continue
         speed = best[0]["objective"]
-        table = Table(title=f"Pareto front: {name} ({len(best)} configurations)")
+        table = Table(title=f"Pareto front: {name} ({len(best)} configurations)",
+                      caption=escape("[low, high]: where 9 in 10 re-measurements land "
+                                     "(90%); x n: records pooled"))
         for col in ("trial", "backend", "model", speed, metric_of(best)):
             table.add_column(col, no_wrap=True)
         table.add_column("knobs", overflow="fold")
+        table.add_column("same within noise", overflow="fold")
         for r in best:
             # "onnxruntime.intra_op_threads" -> "intra_op_threads": the backend has a column
             knobs = " ".join(f"{k.split('.', 1)[-1]}={v}"
                              for k, v in json.loads(r["params"] or "{}").items()
                              if k not in ("width", "resolution", "precision", "backend",
                                           "family", "variant"))
-            table.add_row(str(r["trial"]), r["backend"], r["model"], f"{r[speed]:.4g}",
-                          f"{r['accuracy']:.4f}", knobs)
+            table.add_row(str(r["trial"]), r["backend"], r["model"], interval_text(r, speed),
+                          f"{r['accuracy']:.4f}", knobs,
+                          " ".join(t for t in (ties.tie_text(r), r.get("flagged") or "") if t))
         console.print(table)
 
 

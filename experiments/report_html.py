@@ -15,7 +15,9 @@ import math
 import textwrap
 from typing import Any
 
+from experiments import ties
 from experiments.mlperf import SCENARIOS
+from experiments.noise import BOUNDS
 from experiments.objectives import LATENCY, accuracy_title, metric_of, objective
 
 RUNTIME_COLOURS = {"onnxruntime": "#1f77b4", "litert": "#ff7f0e", "tvm": "#2ca02c",
@@ -136,7 +138,7 @@ def study_figure(name: str, group: list[dict[str, Any]], searched, best, remeasu
                                      prec, "triangle-up"))))
     fig.add_trace(go.Scatter(
         x=[r[speed] for r in best], y=[r["accuracy"] for r in best], mode="lines+markers",
-        name=f"Pareto front ({len(best)})", hoverinfo="skip",
+        name=f"Pareto front ({len(best)})", hoverinfo="skip", error_x=error_bars(best, speed),
         line=dict(color="crimson", shape="hv" if speed == LATENCY.column else "vh"),
         marker=dict(size=17, color="rgba(0,0,0,0)", line=dict(width=2, color="crimson"))))
     for fidelity, pts in remeasured.items():
@@ -170,6 +172,16 @@ def study_figure(name: str, group: list[dict[str, Any]], searched, best, remeasu
     return fig
 
 
+def error_bars(rows: list[dict[str, Any]], speed: str) -> dict | None:
+    """The 90% intervals of front points as asymmetric horizontal error bars."""
+    low_col, high_col = BOUNDS.get(speed, ("", ""))
+    if not any(r.get(low_col) is not None for r in rows):
+        return None
+    return dict(type="data", symmetric=False, color="crimson", thickness=1.5, width=6,
+                array=[(r.get(high_col) or r[speed]) - r[speed] for r in rows],
+                arrayminus=[r[speed] - (r.get(low_col) or r[speed]) for r in rows])
+
+
 def log_ticks(values: list[float]) -> list[float]:
     """1-2-5 ticks per decade spanning ``values`` (positive), each one labelled in full."""
     values = [v for v in values if v and v > 0]
@@ -182,9 +194,32 @@ def log_ticks(values: list[float]) -> list[float]:
 
 FRONT_HEAD = [("trial", "trial"), ("backend", "runtime"), ("model", "model"),
               ("precision", "precision"), ("latency_ms", "latency (ms)"),
+              ("interval", "90% interval (records)"),
               ("p90_latency_ms", "p90 latency (ms)"), ("qps", "throughput (samples/s)"),
               ("accuracy", None), ("knobs", "knobs"), ("node", "node"),
-              ("log_dir", "LoadGen logs")]
+              ("log_dir", "LoadGen logs"), ("ties", "the same within noise")]
+
+
+def interval(row: dict[str, Any], speed: str) -> str:
+    low, high = (row.get(c) for c in BOUNDS.get(speed, ("", "")))
+    if low is None or high is None:
+        return ""
+    return f"{low:.4g} - {high:.4g} ({row.get('repeats') or 1})"
+
+
+def tie_cell(row: dict[str, Any]) -> str:
+    """"litert or onnxruntime: the same within noise" and each tied configuration."""
+    others = json.loads(row.get("equivalent") or "[]")
+    lines = [ties.tie_text(row)] if others else []
+    lines += [f"{o['backend']} {o.get('model') or ''} {_params(o.get('params'))}" for o in others]
+    if row.get("flagged"):
+        lines.append(f"FLAGGED: {row['flagged']}")
+    return "; ".join(lines)
+
+
+def _params(params) -> str:
+    return ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in (params or {}).items()
+                     if k not in ("width", "resolution", "precision"))
 
 
 def front_table(rows: list[dict[str, Any]], metric: str, speed: str) -> str:
@@ -195,7 +230,8 @@ def front_table(rows: list[dict[str, Any]], metric: str, speed: str) -> str:
     for r in rows:
         cells = {**{k: _esc(_num(r.get(k))) for k, _ in FRONT_HEAD},
                  "precision": _esc(precision(r)), "knobs": _esc(", ".join(knobs(r))),
-                 "accuracy": _esc("" if r.get("accuracy") is None else f"{r['accuracy']:.4f}")}
+                 "accuracy": _esc("" if r.get("accuracy") is None else f"{r['accuracy']:.4f}"),
+                 "interval": _esc(interval(r, speed)), "ties": _esc(tie_cell(r))}
         if r.get("log_dir"):
             cells["log_dir"] = f"<a href=\"{_esc(r['log_dir'])}\">{_esc(r['log_dir'])}</a>"
         body.append("<tr>" + "".join(f"<td>{cells[k]}</td>" for k, _ in FRONT_HEAD) + "</tr>")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-from types import SimpleNamespace
 from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pytest
 
-from tuner.study.driver import Driver
+from tuner.study.telling import tell
 from tuner.study.journal import open_journal
 
 pytest.importorskip("optuna_dashboard")
@@ -31,11 +30,10 @@ def told_study(run_dir):
     storage = open_journal(run_dir)
     study = optuna.create_study(study_name="s.x8664", storage=storage,
                                 directions=["minimize", "maximize"])
-    driver = SimpleNamespace(objective="latency_ms", fidelity="short")
     for latency, accuracy, valid, state in POINTS:
         row = {"latency_ms": latency, "accuracy": accuracy, "valid": valid, "state": state,
                "accuracy_floor": FLOOR, "cause": None if state == "complete" else state}
-        Driver._tell(driver, SimpleNamespace(study=study), study.ask(), row)
+        tell(study, study.ask(), row, "latency_ms", costs_device_time=True)
     return storage, study
 
 

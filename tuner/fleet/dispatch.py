@@ -153,11 +153,15 @@ class RayDispatcher:
 
     # --- trials --------------------------------------------------------------------
     def submit(self, cfg: TrialConfig, timeout_s: float | None):
+        where: dict = {"label_selector": {PLATFORM_LABEL: cfg.platform}}
+        if cfg.node_id:  # a re-measurement runs where its configuration was first measured
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            where = {"scheduling_strategy": NodeAffinitySchedulingStrategy(cfg.node_id, soft=False)}
         return self._remote.options(
             num_cpus=0,  # the dut resource, not CPU slots, is what makes trials exclusive
             resources={dut_resource(cfg.platform): 1, runtime_resource(cfg.backend): 0.001},
-            label_selector={PLATFORM_LABEL: cfg.platform},
-        ).remote(cfg, timeout_s)
+            **where).remote(cfg, timeout_s)
 
     def wait(self, refs: list, timeout_s: float) -> list:
         if not refs:

@@ -13,7 +13,9 @@ tells Optuna from the record instead of measuring it again.
 
 A point already measured in a study (same platform, parameters and fidelity) is answered
 from the records, marked ``cached_from`` in Optuna, and costs no trial; a study whose
-finite space is used up ends early, saying so.
+finite space is used up ends early, saying so. What the study measures again on purpose
+(racing, the drift canary, rechecks: ``tuner.study.racing``) runs as Optuna trials of their
+own beside the asked ones, and Optuna is told the configuration's pooled figure.
 """
 from __future__ import annotations
 
@@ -26,26 +28,25 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig
 
+from experiments import noise
 from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
 from experiments.objectives import ACCURACY
 from experiments.objectives import objective as objective_of
 from experiments.records import Records
 from search_spaces import AccuracyBook, make_sampler
-from search_spaces.cost import COST_ATTR
 from tuner.fleet.dispatch import DispatchError
 from tuner.study.accuracy_book import HOLD, MeasuredAccuracy
 from tuner.study.journal import JOURNAL, open_journal
 from tuner.study.outcome import AccuracyFloor, Recorder
 from tuner.study.plan import PlatformPlan, trial_config
 from tuner.study.progress import StudyProgress, best_text
+from tuner.study.racing import SEARCH, Repeats, judge, pooled_figure, repeat_config
+from tuner.study.telling import tell
 from tuner.study.run_setup import (cluster_plans, fixed_floor, make_dispatcher,
                                    shipped_accuracy_prior, validated, warm_start_plan)
 from tuner.study.scheduler import Finished, Lane, Scheduler
 from tuner.trial import TrialConfig
 
-# A trial with no measurement is told each objective's penalty (worse than any real
-# value), so the sampler learns the region is bad (a FAIL state would be ignored and
-# proposed again).
 # Proposals in a row that repeat measured points before a study counts its space as used
 # up even where the space's size is unknown (float dimensions).
 MAX_REPEATS_IN_A_ROW = 200
@@ -93,6 +94,7 @@ class Driver:
         self.console = console
         self.studies: list[PlatformStudy] = []
         self._accuracy: AccuracyBook | None = None  # what the samplers know of accuracy
+        self.repeats: Repeats | None = None  # racing, canary, rechecks (tuner.study.racing)
         # accuracy shared across platforms and runs (measured trials only; a replay or a
         # simulation answers accuracy from its table)
         self.book = MeasuredAccuracy(self.run_dir, cfg.fidelity, self.records.rows) \
@@ -103,7 +105,8 @@ class Driver:
         name = f"{self.cfg.study.name}.{plan.platform}"
         directions = [objective_of(self.objective).direction, ACCURACY.direction]
         fresh = name not in {s.study_name for s in optuna.get_all_study_summaries(self.storage)}
-        warm = self._warm_start(plan) if fresh else None
+        warm = warm_start_plan(self.cfg, self.records.rows, plan, self.objective,
+                               self._print) if fresh else None
         study = optuna.create_study(
             study_name=name, storage=self.storage, directions=directions, load_if_exists=True,
             sampler=make_sampler(self.cfg.study.sampler, self.cfg.study.seed, space=plan.space,
@@ -149,16 +152,12 @@ class Driver:
                 row = self.records.find(ps.name, frozen.number, self.fidelity)
                 trial = optuna.trial.Trial(ps.study, frozen._trial_id)
                 if row is not None:
-                    self._tell(ps, trial, row)
+                    tell(ps.study, trial, row, self.objective, self.fidelity == SHORT)
                     ps.finished += 1
                 else:
                     ps.study.tell(trial, state=states.FAIL)
                     ps.study.enqueue_trial(frozen.params,
                                            user_attrs={"requeued_from": frozen.number})
-
-    def _warm_start(self, plan: PlatformPlan):
-        """``study.warm_start`` for this platform (None when none is given)."""
-        return warm_start_plan(self.cfg, self.records.rows, plan, self.objective, self._print)
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> list[PlatformStudy]:
@@ -172,6 +171,7 @@ class Driver:
             for plan in plans:
                 self.scheduler.add_lane(plan.platform, plan.devices)
             self.studies = [self._open_study(plan) for plan in plans]
+            self.repeats = Repeats(self.cfg, self.records.rows, self.objective, self.fidelity)
             for ps in self.studies:
                 ps.lane = self.scheduler.lanes[ps.platform]
             self._loop()
@@ -200,8 +200,8 @@ class Driver:
                 asking = deadline is None or time.time() < deadline
                 for ps in self.studies:
                     self._release_held(ps)
-                    while (asking and self._wants_more(ps)
-                           and self.scheduler.lanes[ps.platform].free() and self._ask(ps)):
+                    while asking and self.scheduler.lanes[ps.platform].free() and (
+                            self._remeasure(ps) or (self._wants_more(ps) and self._ask(ps))):
                         pass
                 if not self.scheduler.busy and not (asking and self.scheduler.holding):
                     break
@@ -220,13 +220,27 @@ class Driver:
             ps.ended = ps.ended or f"stopped: {lane.stopped}"
             self._drop_held(ps, f"never run: {lane.stopped}")
             ps.target = min(ps.target, ps.finished + len(lane.inflight))
-        return not ps.ended and ps.finished + len(lane.inflight) + len(ps.held) < ps.target
+        searching = sum(i.tcfg.measured_for == SEARCH for i in lane.inflight.values())
+        return not ps.ended and ps.finished + searching + len(ps.held) < ps.target
+
+    def _remeasure(self, ps: PlatformStudy) -> bool:
+        """Submit the re-measurement the study wants next (racing, canary, recheck), as an
+        Optuna trial of its own with the configuration's parameters."""
+        job = self.repeats.next(ps.name) if self.repeats is not None else None
+        if job is None:
+            return False
+        ps.study.enqueue_trial(job.params, user_attrs=job.attrs(), skip_if_exists=False)
+        return self._ask(ps)
 
     def _ask(self, ps: PlatformStudy) -> bool:
         """Ask for a point and submit it, or answer it from the records when it was measured
         before. False when it repeats a point still in flight: ask again after a result."""
         trial = ps.study.ask()
         params = ps.plan.space.suggest(trial)
+        if trial.user_attrs.get("repeat_of") is not None:  # a re-measurement (_remeasure)
+            self.scheduler.submit(repeat_config(trial_config(ps.plan, ps.name, trial.number,
+                                                             params), trial.user_attrs), trial)
+            return True
         key = ps.plan.space.key(params)
         earlier = ps.measured.get(key)
         if earlier is not None:
@@ -273,7 +287,7 @@ class Driver:
             ps.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return False
         trial.set_user_attr("cached_from", earlier)
-        self._tell(ps, trial, row, measured_now=False)
+        tell(ps.study, trial, row, self.objective, costs_device_time=False)
         ps.cached += 1
         ps.repeats_in_a_row += 1
         self._check_exhausted(ps)
@@ -289,37 +303,25 @@ class Driver:
                         "points already measured")
 
     def _finish(self, ps: PlatformStudy, item: Finished) -> None:
-        row = self.recorder.row(item.tcfg, item.result, self.objective)
+        tcfg, again = item.tcfg, item.tcfg.measured_for != SEARCH
+        if again:
+            judge(self.records.rows, tcfg, item.result, self.objective,
+                  self.records.find(ps.name, tcfg.repeat_of, self.fidelity),
+                  self.cfg.measurement.noise_prior, self.repeats.z)
+        row = self.recorder.row(tcfg, item.result, self.objective)
         if self.book is not None:
             self.book.observe(row)
             if row["state"] == "failed":
                 self.book.release(row["accuracy_key"])
-        self._tell(ps, item.token, row)
-        ps.finished += 1
+        if again:  # Optuna is told the configuration's pooled figure
+            self.repeats.finished(noise.config_key(row))
+            row = {**row, self.objective: pooled_figure(self.records.rows, row, self.objective,
+                                                        self.cfg.measurement.noise_prior)}
+        tell(ps.study, item.token, row, self.objective, self.fidelity == SHORT)
+        ps.finished += not again
         ps.best = best_text(self.records.rows, ps.name, self.objective)
 
-    def _tell(self, ps: PlatformStudy, trial: optuna.trial.Trial, row: dict[str, Any],
-              measured_now: bool = True) -> None:
-        speed, accuracy = row[self.objective], row["accuracy"]
-        measured = row["state"] != "failed" and speed is not None and accuracy is not None
-        values = [speed, accuracy] if measured else [objective_of(self.objective).penalty,
-                                                     ACCURACY.penalty]
-        floor = row["accuracy_floor"] or 0.0
-        # Feasible when every constraint <= 0 (Optuna's convention).
-        # an undecided point (its interval straddles the floor) is told by the low end of its
-        # interval: not feasible until shown to be
-        low = row.get("accuracy_low") if row["state"] == "undecided" else None
-        told = low if low is not None else (accuracy if accuracy is not None else 0.0)
-        trial.set_constraint("accuracy_floor", floor - told)
-        trial.set_constraint("loadgen_valid", 0.0 if row["valid"] else 1.0)
-        trial.set_user_attr("state", row["state"])
-        if measured_now and self.fidelity == SHORT and row.get("duration_s") is not None:
-            # its device time, what the next points cost (a replay's answer or a repeat
-            # answered from the records costs nothing)
-            trial.set_user_attr(COST_ATTR, float(row["duration_s"]))
-        if row["cause"]:
-            trial.set_user_attr("cause", row["cause"][:500])
-        ps.study.tell(trial, values, skip_if_finished=True)
+
 
 
 def run(cfg: DictConfig, console=None) -> Path:
