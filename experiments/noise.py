@@ -240,3 +240,18 @@ def described(row: dict[str, Any]) -> dict[str, Any]:
     params = row.get("params")
     return {"backend": row["backend"], "model": row.get("model"),
             "params": json.loads(params) if isinstance(params, str) else params}
+
+
+def within_short_interval(rows: list[dict[str, Any]], row: dict[str, Any], speed: str,
+                          prior: float = PRIOR_SIGMA) -> bool | None:
+    """Whether a re-measured figure (promotion, reproduce) lies inside the interval of its
+    configuration's short runs in the same scenario; None where there are none."""
+    value = figure(row, speed)
+    short = [r for r in rows if r.get("fidelity") == "short" and r["study"] == row["study"]
+             and r["params"] == row["params"] and r["backend"] == row["backend"]
+             and r["scenario"] == row["scenario"]]
+    groups = [g for g in pool(short, speed, prior) if g.n] if short and value else []
+    if not groups:
+        return None
+    low, high = (groups[0].row.get(c) for c in BOUNDS[speed])
+    return bool(low <= value <= high)

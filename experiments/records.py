@@ -61,6 +61,8 @@ SCHEMA = pa.schema([
     # the configuration's first trial, for a re-measurement (a record of its own)
     ("measured_for", pa.string()),
     ("repeat_of", pa.int64()),
+    # a promoted or reproduced figure: inside its configuration's short-run interval?
+    ("within_short_interval", pa.bool_()),
     ("accuracy", pa.float64()),
     ("accuracy_metric", pa.string()),  # the task's metric: top1 | mAP | AUC
     ("accuracy_extras", pa.string()),  # JSON: the metric's companions (e.g. AP50)

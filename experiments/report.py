@@ -87,7 +87,9 @@ def fronts(rows: list[dict[str, Any]], fidelity: str | None = None
     for name, group in studies(rows).items():
         chosen = [r for r in group if (r["fidelity"] == fidelity if fidelity else is_search(r))]
         speed = group[0]["objective"]
-        noisy = chosen and all(r["fidelity"] in (SHORT, REPLAY) for r in chosen)
+        noisy = chosen and all(r["fidelity"] == SHORT or (r["fidelity"] == REPLAY and
+                                                          "replay_noise" in (r["system"] or ""))
+                               for r in chosen)
         out[name] = ties.front(chosen, speed) if noisy else pareto.front(chosen, speed)
     return out
 

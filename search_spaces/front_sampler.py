@@ -32,8 +32,9 @@ API for the driver:
   study's trials, kept only where it explains them); their accuracies arrive as known
   through ``WarmStart.known_accuracy`` (``make_sampler`` merges them into the book).
 
-Measured points are never proposed again (``PointSampler``). The first ``n_startup`` (2
-given a latency prior or known accuracies) are spread out (maximin; first one random).
+Measured points are never proposed again (``PointSampler``); one measured again by the
+driver counts once, by its last (pooled) figure. The first ``n_startup`` (2 given a latency
+prior or known accuracies) are spread out (maximin; first one random).
 ``cost_aware``: points are ranked per expected device second (``search_spaces.cost``).
 """
 from __future__ import annotations
@@ -57,8 +58,7 @@ from search_spaces.warm_start import prior_columns
 MAX_CANDIDATES = 256  # unmeasured points scored per ask (a random subset beyond that)
 SAMPLES = 96  # joint posterior draws per ask
 MAX_OBSERVED = 300  # trials a GP is fitted on (``_fit_subset``): bounds an ask's cost
-REFIT_ALWAYS_BELOW = 100  # trials below which length scales are refitted at every ask
-REFIT_GROWTH = 1.1  # above it, refitted once the trials grew by this factor
+REFIT_ALWAYS_BELOW, REFIT_GROWTH = 100, 1.1  # refit at every ask below; then on 10% growth
 Known = Mapping[tuple, float] | Callable[[], Mapping[tuple, float]]
 
 
@@ -132,7 +132,9 @@ class FrontSampler(PointSampler):
     def _state(self, study: optuna.Study, trials: list[FrozenTrial]) -> tuple:
         signs = [1.0 if d == StudyDirection.MINIMIZE else -1.0 for d in study.directions]
         acc = self._accuracy_index(study)
-        obs = [(i, t) for t in trials if (i := self.trial_index(t)) is not None]
+        last = {i: t for t in sorted(trials, key=lambda t: t.number)  # a pooled re-tell wins
+                if (i := self.trial_index(t)) is not None}
+        obs = sorted(last.items(), key=lambda it: it[1].number)
         modelled = [(i, t) for i, t in obs if self._verdict(t)[0]]
         return signs, acc, obs, modelled, self._known(modelled, acc)
 
@@ -163,7 +165,7 @@ class FrontSampler(PointSampler):
             self._scales[("objective", j)] = gp.scales
             mean, cov = gp.posterior(self.features[cand],
                                      None if prior is None else prior[cand])
-            draws.append(self._draw(mean, cov))
+            draws.append(joint_draws(mean, cov, self._rng, self.samples))
         # every measured point counts as a rival, whatever the GPs were fitted on
         front = front_probability(np.stack(draws, -1), ys[feasible_obs])
         return front, self._feasibility(fit_obs, cand, known, acc), draws
@@ -235,7 +237,7 @@ class FrontSampler(PointSampler):
         unknown = sorted({k for k in keys if k not in known_y})
         if unknown:
             mean, cov = self._key_gp(known_y, model).posterior(self._acc_x(unknown))
-            drawn = self._draw(mean, cov)
+            drawn = joint_draws(mean, cov, self._rng, self.samples)
             col = {k: c for c, k in enumerate(unknown)}
             where = [c for c, k in enumerate(keys) if k in col]
             out[:, where] = drawn[:, [col[keys[c]] for c in where]]
@@ -259,9 +261,6 @@ class FrontSampler(PointSampler):
             return 0
         self._fitted_n[model] = n
         return first if last is None else 1
-
-    def _draw(self, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-        return joint_draws(mean, cov, self._rng, self.samples)
 
     def _spread(self, obs, free: list[int]) -> int:
         """Start-up: the free point farthest from everything measured or chosen (with a

@@ -264,7 +264,9 @@ def describe(row: dict[str, Any]) -> str:
     return (f"  {row['study']} #{row['trial']} {row['scenario']} [{row['fidelity']}] "
             f"{row['state']}: latency {shown(row['latency_ms'])} ms, qps {shown(row['qps'])}, "
             f"accuracy {shown(row['accuracy'])}, {'VALID' if row['valid'] else 'INVALID'}"
-            + (f" ({row['cause']})" if row["cause"] else "") + f" -> {row['log_dir']}")
+            + (f" ({row['cause']})" if row["cause"] else "")
+            + {True: ", inside its short runs' interval", False: ", OUTSIDE its short runs' "
+               "interval"}.get(row.get("within_short_interval"), "") + f" -> {row['log_dir']}")
 
 
 # --------------------------------------------------------------------------- CLI

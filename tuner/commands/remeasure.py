@@ -57,8 +57,11 @@ def run_timeout_s(cfg: DictConfig, fidelity: Fidelity) -> float:
 def recorder(cfg: DictConfig) -> Recorder:
     """The run's records with the run's own accuracy floor: promote and reproduce classify
     a result exactly as the study did."""
+    from omegaconf import OmegaConf
+
     return Recorder(Path(cfg.run_dir), Records(cfg.run_dir),
-                    AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction))
+                    AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction),
+                    OmegaConf.select(cfg, "measurement.noise_prior", default=0.05))
 
 
 def objective_of(row: dict[str, Any]) -> str:

@@ -8,7 +8,8 @@ submit, wait, result, cancel, shutdown), answers in-process (no Ray, no subproce
 describes the table's own search space (``space_config``): its dimensions and the values
 the table holds, so the driver searches exactly what can be answered.
 
-A proposed point the table holds comes back with the row's figures, ``fidelity`` replay
+A proposed point the table holds comes back with the row's figures (times a noise factor
+with ``cluster.replay_noise``, a log spread, recorded in its facts), ``fidelity`` replay
 and ``source`` naming the row; a point it lacks comes back infeasible (ok, not valid) with
 a cause starting ``not in table``. Replayed rows are never promoted or packed (promotion
 selects short runs, the packer compliant ones).
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,10 @@ MODEL_ANCHOR = "family"  # the model dimension others are conditional on, where 
 def point_key(platform: str, scenario: str, params: dict[str, Any]) -> tuple:
     # one spelling per value, so 1 and 1.0 (Parquet JSON vs Optuna) are the same point
     return (platform, scenario, tuple(sorted((k, canonical(v)) for k, v in params.items())))
+
+
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
 
 
 def _spec(values: set) -> dict[str, Any]:
@@ -71,8 +78,11 @@ def load_rows(table) -> tuple[list[dict[str, Any]], str]:
 class ReplayDispatcher:
     """A dispatcher whose one "node" per platform is the table."""
 
-    def __init__(self, table, platform: str | None = None):
+    def __init__(self, table, platform: str | None = None, noise: float = 0.0, seed: int = 0):
         rows, self.table_name = load_rows(table)
+        # cluster.replay_noise: published tables have no noise; a figure replayed with a log
+        # spread like a real node's lets the search and racing be benchmarked under noise
+        self.noise, self._rng = float(noise), random.Random(seed)
         rows = [r for r in rows if r["fidelity"] not in SKIPPED_FIDELITIES
                 and (platform is None or r["platform"] == platform)]
         if not rows:
@@ -185,11 +195,17 @@ class ReplayDispatcher:
                                started_at=started, fidelity=REPLAY)
         system = json.loads(row["system"] or "{}")
         facts = {"replayed_from": row["fidelity"], "precision": system.get("precision")}
+        factor = 1.0
+        if self.noise and row["state"] != "failed":
+            factor = math.exp(self._rng.gauss(0.0, self.noise))
+            facts["replay_noise"] = {"log_sd": self.noise, "factor": factor}
         source = {"table": self.table_name, "study": row["study"], "trial": row["trial"],
                   "fidelity": row["fidelity"], "source": row.get("source")}
         return TrialResult(
             ok=row["state"] != "failed", valid=bool(row["valid"]), cause=row["cause"],
-            latency_ms=row["latency_ms"], p90_latency_ms=row["p90_latency_ms"], qps=row["qps"],
+            latency_ms=_scaled(row["latency_ms"], factor),
+            p90_latency_ms=_scaled(row["p90_latency_ms"], factor),
+            qps=_scaled(row["qps"], 1.0 / factor),
             accuracy=row["accuracy"], node=row["node"] or "", platform=cfg.platform,
             model_name=row["model"] or "", started_at=started,
             duration_s=time.time() - started, system=facts, fidelity=REPLAY,

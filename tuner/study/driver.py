@@ -171,7 +171,8 @@ class Driver:
             for plan in plans:
                 self.scheduler.add_lane(plan.platform, plan.devices)
             self.studies = [self._open_study(plan) for plan in plans]
-            self.repeats = Repeats(self.cfg, self.records.rows, self.objective, self.fidelity)
+            if self.fidelity == SHORT or (self.fidelity == REPLAY and self.cfg.cluster.replay_noise):
+                self.repeats = Repeats(self.cfg, self.records.rows, self.objective, self.fidelity)
             for ps in self.studies:
                 ps.lane = self.scheduler.lanes[ps.platform]
             self._loop()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import noise
-from experiments.mlperf import PUBLISHED, REPLAY, SIMULATED
+from experiments.mlperf import PUBLISHED, REPLAY, SHORT, SIMULATED
 from experiments.records import Records
 from tuner.study.accuracy_book import accuracy_key
 from tuner.trial import TrialConfig, TrialResult
@@ -142,6 +142,9 @@ class Recorder:
         sigma = noise.node_sigma(same, speed, self.noise_prior).get(result.node, self.noise_prior)
         row = make_row(tcfg, result, floor=self.floor.value(tcfg.study), objective=objective,
                        fidelity=fidelity, log_dir=log_dir, node_sigma=sigma)
+        if fidelity != SHORT:  # promotion closes the loop: did the short interval hold?
+            row["within_short_interval"] = noise.within_short_interval(
+                self.records.rows, row, speed, self.noise_prior)
         if store:
             self.records.add(row)
             self.floor.observe(row)

@@ -68,7 +68,8 @@ def make_dispatcher(cfg: DictConfig):
     if cfg.cluster.mode == "replay":
         from tuner.fleet.replay import ReplayDispatcher
 
-        return ReplayDispatcher(cfg.cluster.table)
+        return ReplayDispatcher(cfg.cluster.table, noise=cfg.cluster.replay_noise,
+                                seed=cfg.study.seed)
     if cfg.cluster.mode == "local":
         return RayDispatcher("local", platform=local_platform_name(cfg),
                              num_cpus=cfg.cluster.num_cpus, runtimes=local_runtimes())
