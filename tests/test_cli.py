@@ -27,8 +27,10 @@ def test_main_command_and_report_from_another_directory(tmp_path, cache_dir):
                 f"hydra.run.dir={out}", *SMALL], tmp_path, cache_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Pareto front: cli." in proc.stdout
-    table = read(out)
-    assert table.num_rows == 3
+    rows = read(out).to_pylist()
+    # three asked trials; racing and the canary may add re-measurements of them
+    assert sum(r["measured_for"] == "search" for r in rows) == 3
+    assert all(r["repeat_of"] is not None for r in rows if r["measured_for"] != "search")
     for name in ("pareto.csv", "pareto.png", "pareto.html", "study.journal"):
         assert (out / name).stat().st_size > 0
     assert (out / ".hydra" / "config.yaml").exists()  # the exact config, kept with the run

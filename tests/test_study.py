@@ -32,7 +32,10 @@ def config(run_dir, cache_dir, *overrides: str):
             "backends.onnxruntime.knobs.intra_op_threads.high=1",
             "backends.onnxruntime.knobs.execution_mode.choices=[sequential]",
             "backends.onnxruntime.knobs.allow_spinning.choices=[false]",
-            "study.trial_timeout_s=120"]
+            "study.trial_timeout_s=120",
+            # re-measurements on purpose (racing, the canary) are tested in test_measurement;
+            # here they would only add trials to count around
+            "measurement.racing=false", "measurement.canary_every=0"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=base + list(overrides))
 

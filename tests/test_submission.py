@@ -108,7 +108,7 @@ def test_reproduce_prints_old_and_new_side_by_side(run, dispatcher):
     assert old["fidelity"] == "short" and new["fidelity"] == "reproduce"
     assert new["trial"] == 0 and new["valid"] and new["config"] == old["config"]
     assert new["log_dir"].endswith("/00000/reproduce/1")
-    table = printed[-1]
+    table = next(p for p in printed if "reproduced" in p)  # a cause may follow it
     assert "recorded" in table and "reproduced" in table
     for key in ("latency_ms", "qps", "accuracy", "valid"):
         assert re.search(rf"^{key}\s", table, re.M), key
