@@ -62,7 +62,7 @@ def write(run_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
     run_dir = Path(run_dir)
     metric = metric_of(r for _, front in fronts.values() for r in front)
     return {"fleet_png": _png(run_dir / "fleet.png", fronts, metric),
-            "fleet_html": _html(run_dir / "fleet.html", fronts, metric)}
+            "fleet_html": _html(run_dir / "fleet.html", fronts, metric, rows)}
 
 
 def _png(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metric: str) -> Path:
@@ -99,8 +99,11 @@ def _png(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metric
     return path
 
 
-def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metric: str) -> Path:
+def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metric: str,
+          rows: list[dict[str, Any]]) -> Path:
     import plotly.graph_objects as go
+
+    from experiments.report_html import drift_section
 
     fig = go.Figure()
     for platform, (speed, front) in fronts.items():
@@ -132,6 +135,6 @@ def _html(path: Path, fronts: dict[str, tuple[str, list[dict[str, Any]]]], metri
         + fig.to_html(full_html=False, include_plotlyjs=True, div_id="fleet")  # same rows, same page
         + "<h2>Best configuration per platform at each accuracy level</h2>"
         + f"<table><tr><th>{html.escape(metric)} at least</th>{head}</tr>{''.join(body)}</table>"
-        + "</body></html>")
+        + drift_section(rows) + "</body></html>")
     path.write_text(page)
     return path

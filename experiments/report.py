@@ -226,6 +226,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}th{{background:#ee
 <p>{len(rows)} trials; {len(failed)} infeasible or failed. Latency and throughput are
 LoadGen's figures (mlperf_log_detail.txt); accuracy is from LoadGen's accuracy log.</p>
 {''.join(sections)}
+{report_html.drift_section(rows)}
 <h2>Infeasible and failed trials</h2>{_cause_table(failed)}
 </body></html>"""
     path.write_text(doc)

@@ -15,7 +15,7 @@ import math
 import textwrap
 from typing import Any
 
-from experiments import ties
+from experiments import drift, ties
 from experiments.mlperf import SCENARIOS
 from experiments.noise import BOUNDS
 from experiments.objectives import LATENCY, accuracy_title, metric_of, objective
@@ -220,6 +220,20 @@ def tie_cell(row: dict[str, Any]) -> str:
 def _params(params) -> str:
     return ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in (params or {}).items()
                      if k not in ("width", "resolution", "precision"))
+
+
+def drift_section(rows: list[dict[str, Any]]) -> str:
+    """Every drift the nodes' canaries caught: when, where, by how much (their causes)."""
+    events = drift.events(rows)
+    if not events:
+        return ""
+    body = "".join(f"<tr><td>{_esc(e['node'])}</td><td>{_esc(e['at'])}</td>"
+                   f"<td>{_esc(e['study'])} #{e['trial']}</td><td>{_esc(e['cause'])}</td></tr>"
+                   for e in events)
+    return ("<h2>Node drift caught by the canary</h2><p>Records measured on a node while it "
+            "drifted are measured again once it is steady; a front point resting on them "
+            "alone is flagged.</p><table><tr><th>node</th><th>when</th><th>canary</th>"
+            f"<th>by how much</th></tr>{body}</table>")
 
 
 def front_table(rows: list[dict[str, Any]], metric: str, speed: str) -> str:

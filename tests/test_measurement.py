@@ -88,10 +88,9 @@ def test_a_study_races_near_the_front_and_tells_optuna_the_pooled_figure(
             assert r["latency_low_ms"] < r["latency_ms"] < r["latency_high_ms"]
             assert r["windows"] == 2
     # Optuna was told the configuration's pooled figure for each re-measurement
-    study = optuna.load_study(study_name=rows[0]["study"],
-                              storage=optuna.storages.JournalStorage(
-                                  optuna.storages.journal.JournalFileBackend(
-                                      str(tmp_path / "optuna.journal"))))
+    from tuner.study.journal import open_journal
+
+    study = optuna.load_study(study_name=rows[0]["study"], storage=open_journal(tmp_path))
     told = {t.number: t.values[0] for t in study.trials if t.values}
     for r in again:
         same = sorted(x["latency_ms"] for x in rows if x["params"] == r["params"]

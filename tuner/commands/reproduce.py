@@ -76,6 +76,10 @@ def reproduce(run_dir: str | Path, pick: str, fidelity: str | None = None, recor
     new = rec.row(tcfg, result, objective_of(old), subdir=str(count + 1), store=record,
                   fidelity=REPRODUCE)
     out(side_by_side(old, new))
+    inside = new.get("within_short_interval")
+    if inside is not None:
+        out(f"{'inside' if inside else 'OUTSIDE'} the recorded configuration's 90% interval "
+            "(its short runs)")
     if new.get("cause"):
         out(f"cause: {new['cause']}")
     return old, new

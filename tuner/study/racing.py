@@ -3,9 +3,10 @@ canary, and rechecks after a drift. Each re-measurement is a record of its own
 (``measured_for``: race | canary | recheck, ``repeat_of``: the configuration's first trial),
 pinned to the node that measured the first one, and costs device time.
 
-- **Canary**: each node measures the study's first measured configuration again every
-  ``measurement.canary_every`` trials, and sooner when a trial saw the node busier than at
-  its last canary (other processes' CPU share up by ``BUSIER``) or never steadied.
+- **Canary**: each node measures a fixed configuration again every
+  ``measurement.canary_every`` trials (the steadiest complete one among its first trials,
+  whose windows agreed best), and sooner when a trial saw the node busier than at its last
+  canary (other processes' CPU share up by ``BUSIER``, a throttle flag) or never steadied.
   ``experiments.drift`` judges it; a drift makes the node's recent records suspects.
 - **Recheck**: once a canary is steady again, each configuration whose every record is a
   suspect is measured once more.
@@ -94,27 +95,24 @@ class Repeats:
         if not self.every:
             return None
         for node, members in _by_node(rows).items():
+            searched = [r for r in members if r.get("measured_for") in (None, SEARCH)]
             canaries = [r for r in members if r.get("measured_for") == CANARY]
-            base = self._canary_base(members, canaries)
-            if base is None:
+            if not canaries:  # the first: once `every` trials besides the chosen one are in
+                done = [r for r in searched if r["state"] == "complete"
+                        and noise.figure(r, self.speed)]
+                base = min(done, key=_windows_sd, default=None)
+                if base is not None and (len(done) > self.every or (
+                        len(done) > 1 and self._busier(done[-1], base))):
+                    return self._job(base, CANARY)
                 continue
-            last = canaries[-1] if canaries else base
-            since = [r for r in members if r["trial"] > last["trial"]
-                     and r.get("measured_for") in (None, SEARCH)]
-            if len(since) >= self.every or (since and self._busier(since[-1], last)) \
-                    or (canaries and drift.drifted(last) and since):
+            base = next((r for r in members if r["trial"] == canaries[0]["repeat_of"]), None)
+            last = canaries[-1]
+            since = [r for r in searched if r["trial"] > last["trial"]]
+            if base is not None and (len(since) >= self.every
+                                     or (since and self._busier(since[-1], last))
+                                     or (drift.drifted(last) and since)):
                 return self._job(base, CANARY)
         return None
-
-    def _canary_base(self, members: list[dict[str, Any]], canaries: list[dict[str, Any]]):
-        """The node's canary: fixed by its first measurement; chosen as the steadiest
-        complete configuration measured there so far (its windows agreed best)."""
-        if canaries:
-            return next((r for r in members if r["trial"] == canaries[0]["repeat_of"]), None)
-        done = [r for r in members if r["state"] == "complete" and noise.figure(r, self.speed)
-                and r.get("measured_for") in (None, SEARCH)]
-        return min(done, key=lambda r: float(_system(r).get("windows_log_sd") or 0.0),
-                   default=None)
 
     def _busier(self, row: dict[str, Any], last: dict[str, Any]) -> bool:
         now, then = _system(row).get("steadiness", {}), _system(last).get("steadiness", {})
@@ -159,6 +157,11 @@ class Repeats:
                 if g.n < self.repeats and noise.config_key(g.row) not in self.pending:
                     return self._job(g.row, RACE)
         return None
+
+
+def _windows_sd(row: dict[str, Any]) -> float:
+    """How much a record's windows disagreed: the canary is the steadiest configuration."""
+    return float(_system(row).get("windows_log_sd") or 0.0)
 
 
 def _by_node(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
