@@ -1,7 +1,7 @@
 """Drift of a node, seen by its canary: a fixed configuration measured again every few trials.
 
-When the canary's figure moves beyond its own noise (outside the 90% prediction interval of
-its earlier, steady figures: ``experiments.noise``), the node drifted: a background job, a
+When the canary's figure moves beyond its own noise (outside the 99% prediction interval of
+its earlier, steady figures, ``experiments.noise``, and by more than 10%), the node drifted: a background job, a
 Pi throttling when hot. The canary's record says so in its ``cause`` (when, and by how
 much); every record of that node measured since the canary before it, and until a canary
 is steady again, is a *suspect*: pooled figures leave it out where the configuration was
@@ -10,6 +10,7 @@ measured again, and a front point that rests on suspects alone is flagged.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 from experiments import noise
@@ -64,8 +65,14 @@ def suspects(rows: list[dict[str, Any]]) -> set[tuple]:
     return out
 
 
+Z99 = 2.5758  # a canary flags its node only beyond its 99% interval ...
+MIN_CHANGE = 0.10  # ... and by more than 10% (perf_analyzer's stability): every false alarm
+# costs a recheck of the trials in its window, so a canary must be sure, and matter
+
+
 def verdict(rows: list[dict[str, Any]], study: str, node: str, first_trial: int, value: float,
-            speed: str, prior: float, z: float = noise.Z90) -> str | None:
+            speed: str, prior: float, z: float = Z99,
+            min_change: float = MIN_CHANGE) -> str | None:
     """A new canary figure against the node's earlier steady canary figures (the first
     measurement included): a ``drift: ...`` cause, or None when it is within noise."""
     bad = suspects(rows)
@@ -79,7 +86,7 @@ def verdict(rows: list[dict[str, Any]], study: str, node: str, first_trial: int,
     sigma = noise.shrunk(pooled.sigma, pooled.logs)
     center = pooled.row[speed]
     low, high = noise.prediction(center, sigma, pooled.n, z)
-    if low <= value <= high:
+    if low <= value <= high or abs(math.log(value / center)) <= math.log1p(min_change):
         return None
     unit = "ms" if speed == "latency_ms" else "samples/s"
     return (f"{DRIFT} canary {value:.4g} {unit} against {center:.4g} [{low:.4g}, {high:.4g}] "

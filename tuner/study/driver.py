@@ -308,7 +308,7 @@ class Driver:
         if again:
             judge(self.records.rows, tcfg, item.result, self.objective,
                   self.records.find(ps.name, tcfg.repeat_of, self.fidelity),
-                  self.cfg.measurement.noise_prior, self.repeats.z)
+                  self.cfg.measurement.noise_prior)
         row = self.recorder.row(tcfg, item.result, self.objective)
         if self.book is not None:
             self.book.observe(row)

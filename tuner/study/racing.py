@@ -194,13 +194,13 @@ def repeat_config(tcfg, attrs: dict[str, Any]):
 
 
 def judge(rows: list[dict[str, Any]], tcfg, result: TrialResult, speed: str,
-          first: dict[str, Any] | None, prior: float, z: float) -> None:
+          first: dict[str, Any] | None, prior: float) -> None:
     """A re-measurement inherits its first record's accuracy; a canary is judged against
     the node's earlier steady figures (``experiments.drift``): a drift leads its cause."""
     inherit_accuracy(result, first)
     value = getattr(result, speed, None)
     if tcfg.measured_for == CANARY and result.ok and result.valid and value:
-        why = drift.verdict(rows, tcfg.study, result.node, tcfg.repeat_of, value, speed, prior, z)
+        why = drift.verdict(rows, tcfg.study, result.node, tcfg.repeat_of, value, speed, prior)
         if why:
             result.cause = "; ".join(c for c in (why, result.cause) if c)
 
