@@ -6,21 +6,20 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from backends.base import TensorSpec
+from tests.conftest import DATA, ROOT
 from workloads.click_logs import WORKLOAD
 from workloads.click_logs.data import VOCAB, ClickModel
 from workloads.click_logs.model import DIMS, PRECISIONS, build_onnx
 from workloads.click_logs.task import QUANTILE, PairResponder, read_quantile, user_offsets
 from workloads.click_logs.workload import ASSETS
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "mlperf"
+SHARED = ROOT.parent / "shared" / "mlperf"  # MLPerf's scorers, run as oracles
 INPUTS = [TensorSpec("dense", ("N", 13), np.dtype(np.float32)),
           TensorSpec("sparse", ("N", 26), np.dtype(np.int64))]
 
@@ -57,9 +56,7 @@ def test_click_model_is_learnable_stable_and_deterministic():
 
 # --- users ------------------------------------------------------------------------------
 def test_quantile_copy_equals_mlperf_file():
-    if not (SHARED / "dist_quantile.txt").is_file():
-        pytest.skip("../shared/mlperf is not present")
-    assert read_quantile(SHARED / "dist_quantile.txt").tolist() == list(QUANTILE)
+    assert read_quantile(DATA / "mlperf" / "dist_quantile.txt").tolist() == list(QUANTILE)
 
 
 def test_user_blocks_follow_mlperf_reference():
@@ -193,7 +190,7 @@ def test_auc_equals_sklearn_and_mlperf_accuracy_script(small, tmp_path):
     import ctypes
 
     if not (SHARED / "accuracy-dlrm.py").is_file():
-        pytest.skip("../shared/mlperf is not present")
+        pytest.skip(f"runs MLPerf's scorer accuracy-dlrm.py from ../shared/mlperf: not at {SHARED}")
     variant = small.variant(dim=8, precision="int8")
     respond = small.responder(variant, ort_predict(small.model_file(variant)), INPUTS, 1024)
     order = list(np.random.default_rng(0).permutation(small.total_sample_count))

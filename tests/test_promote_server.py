@@ -105,7 +105,7 @@ def test_mlperf_accuracy_dlrm_prints_the_recorded_auc_on_the_studys_own_logs(dlr
 
     script = ROOT.parent / "shared" / "mlperf" / "accuracy-dlrm.py"
     if not script.is_file():
-        pytest.skip(f"{script} not present")
+        pytest.skip(f"runs MLPerf's scorer accuracy-dlrm.py from ../shared/mlperf: not at {script}")
     run_dir, new, _ = dlrm_run
     rows = Records(run_dir).rows
     assert {r["fidelity"] for r in rows} >= {"short", "compliant-reduced"}

@@ -1,4 +1,4 @@
-"""Published MLPerf results as records: the real v1.0 excerpt in ../shared/published, a
+"""Published MLPerf results as records: the real v1.0 excerpts in tests/data/published, a
 pre-MLLOG (v0.7-style) tree, a tree with broken results, the CLI, the compare report,
 HTML escaping, and that published/replayed rows are never promoted or packed."""
 from __future__ import annotations
@@ -14,12 +14,9 @@ from experiments import published
 from experiments.__main__ import main as cli
 from experiments.published_names import parse_model, platform_of, runtime_of
 from experiments.records import FILENAME, read, write
-from tests.conftest import ROOT
+from tests.conftest import PUBLISHED_V10, PUBLISHED_V10_TASKS
 
-V10 = ROOT.parent / "shared" / "published" / "inference_results_v1.0"
-needs_v10 = pytest.mark.skipif(not V10.is_dir(), reason=f"no published excerpt at {V10}")
-V10_TASKS = ROOT.parent / "shared" / "published" / "inference_results_v1.0_tasks"
-needs_tasks = pytest.mark.skipif(not V10_TASKS.is_dir(), reason=f"no excerpt at {V10_TASKS}")
+V10, V10_TASKS = PUBLISHED_V10, PUBLISHED_V10_TASKS
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +27,6 @@ def v10():
 
 # --------------------------------------------------------------------------- the v1.0 excerpt
 
-@needs_v10
 def test_v10_excerpt_imports_every_result(v10):
     rows, problems = v10
     scenario_dirs = [p for p in V10.glob("open/*/results/*/*/*") if p.is_dir()]
@@ -47,7 +43,6 @@ def test_v10_excerpt_imports_every_result(v10):
     assert facts["system_json"]["framework"]
 
 
-@needs_v10
 def test_v10_figures_equal_the_summaries_and_accuracy_txt(v10):
     rows, _ = v10
     for r in rows:
@@ -65,7 +60,6 @@ def test_v10_figures_equal_the_summaries_and_accuracy_txt(v10):
         assert r["valid"] == ("Result is : VALID" in summary)
 
 
-@needs_v10
 def test_v10_model_structure_parsed(v10):
     rows, _ = v10
     by_model = {r["model"]: json.loads(r["params"]) for r in rows}
@@ -101,7 +95,6 @@ def _summary_value(sdir: Path, label: str) -> float:
     return float(re.search(rf"^{re.escape(label)}\s*:\s*(\S+)", summary, re.M)[1])
 
 
-@needs_tasks
 def test_v10_detection_and_dlrm_results_import_with_their_metric():
     rows, problems = published.import_trees([V10_TASKS])
     assert problems == []
@@ -139,7 +132,6 @@ def test_v10_detection_and_dlrm_results_import_with_their_metric():
     assert by[("ssd-small", "Offline")]["backend"] == "tflite"  # "TensorFlow-Lite 2.2.0"
 
 
-@needs_v10
 def test_classification_rows_name_their_metric(v10):
     rows, _ = v10
     assert {r["accuracy_metric"] for r in rows} == {"top1"}
