@@ -131,6 +131,28 @@ CURRENT_BENCHMARK = {
     "yolo-95": "yolo-95", "yolo-99": "yolo-99",
     "dlrm": "dlrm-v3", "dlrm-99": "dlrm-v3", "dlrm-99.9": "dlrm-v3", "dlrm-v2": "dlrm-v3",
     "dlrm-v2-99": "dlrm-v3", "dlrm-v2-99.9": "dlrm-v3", "dlrm-v3": "dlrm-v3"}
+# What a benchmark folder was in the rounds that ran it (a published result is labelled
+# as what it was, not as what it is compared as today): DLRM v1 on Criteo Terabyte
+# (v0.7-v3.0), DCNv2 multi-hot (v3.1-v5.1), v6's dlrm-v3; SSD-MobileNet-v1 and
+# SSD-ResNet34 on COCO (v0.5-v2.0) as v1.0 named them ssd-small and ssd-large.
+_ROUND_NAMES = (  # (folder pattern, first round it names, benchmark)
+    (r"^dlrm(-99(\.9)?)?$", (0, 0), "dlrm"), (r"^dlrm-99(\.9)?$", (3, 1), "dlrm-v2"),
+    (r"^dlrm-v2(-99(\.9)?)?$", (0, 0), "dlrm-v2"), (r"^dlrm-v3$", (0, 0), "dlrm-v3"),
+    (r"^ssd-small$|^ssd-mobilenet$", (0, 0), "ssd-mobilenet"),
+    (r"^ssd-large$|^ssd-resnet34$", (0, 0), "ssd-resnet34"))
+
+
+def benchmark_in_round(model: str, round_name: str | None) -> str:
+    """The benchmark a published model folder was in its round (``v1.0``): ``dlrm-99`` is
+    ``dlrm`` there (v3.1 on, the folder names dlrm-v2); a folder this table does not name
+    is what ``current_benchmark`` says."""
+    m = re.match(r"^v?(\d+)\.(\d+)", round_name or "")
+    rnd = (int(m[1]), int(m[2])) if m else (0, 0)
+    named = [(first, name) for pattern, first, name in _ROUND_NAMES
+             if re.match(pattern, model) and first <= rnd]
+    return max(named)[1] if named else current_benchmark(model)
+
+
 # The first line of accuracy.txt per metric key, as each task's accuracy script prints it.
 # The percent sign is optional where the official checker's pattern has none: v1.0's
 # accuracy-dlrm.py printed "AUC=80.26857042258752".
