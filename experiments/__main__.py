@@ -129,7 +129,7 @@ def _results(path: str, round_name: str | None) -> list[dict]:
 def _import(trees: list[str], out: str, round_name: str | None) -> int:
     from collections import Counter
 
-    from experiments.published import write_run
+    from experiments.published import of_our_runtimes, write_run
 
     try:
         rows, problems = write_run(trees, out, round_name)
@@ -144,6 +144,9 @@ def _import(trees: list[str], out: str, round_name: str | None) -> int:
     for study, n in sorted(Counter(r["study"] for r in rows).items()):
         print(f"{study}: {n} results")
     print(f"imported {len(rows)} results ({len(problems)} skipped) into {out}/trials.parquet")
+    _, left_out = of_our_runtimes(rows, "replay and warm start")
+    if left_out:
+        print(left_out)
     return 0
 
 

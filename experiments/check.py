@@ -5,15 +5,11 @@
 DIR is what ``python -m experiments submission`` wrote (the folder holding ``open/``).
 Every rule of the v6.1 submission tree that applies to an open-division result of our
 tasks (classification as resnet, detection as yolo-99, recommendation as dlrm-v3: layout,
-system JSON fields, seeds, durations, accuracy files) is one named rule here; each
-failure prints ``FAIL <rule> <path>: <why>`` and the exit status is non-zero if any
-failed. The result-level rules (``RUN_RULES``) are also what the packer refuses on.
-
-A tree packed with ``--draft`` carries a DRAFT mark (systems JSON ``sw_notes``, README
-files, ``tuner_submission.json``); ``--draft`` here waives exactly the failures such a
-tree is expected to have when its runs used the test-only reduced duration
-(``DRAFT_WAIVABLE``): they print as ``waived`` and do not fail the check. Every other rule
-still fails.
+system JSON fields, seeds, durations, sample counts, the accuracy lines the checker reads)
+is one named rule here; each failure prints ``FAIL <rule> <path>: <why>`` and the exit
+status is non-zero if any failed. The result-level rules (``RUN_RULES``) are also what the
+packer refuses on. ``--draft`` waives exactly what a ``--draft`` tree of reduced-duration
+(test-setting) runs is expected to fail (``DRAFT_WAIVABLE``), printed as ``waived``.
 
 What the official checker does beyond this: TEST01/TEST04 compliance (closed only),
 accuracy targets (closed only), power. What we do that it does not: ``result_validity``
@@ -35,7 +31,8 @@ from typing import Any
 from experiments.loadgen_logs import ACCURACY, DETAIL, SUMMARY, DetailLog, parse_detail
 from experiments.mlperf import (BENCHMARKS, CATEGORY_SCENARIOS, CHECKER_ALIASES, COMPLIANT,
                                 COMPLIANT_MIN_DURATION_MS, INFERABLE, KNOWN_BENCHMARKS,
-                                SCENARIOS, parse_accuracy_txt, scenario_from_folder)
+                                SCENARIOS, checker_lines_problem, parse_accuracy_txt,
+                                scenario_from_folder)
 from experiments.system_json import SYSTEM_KEYS, SYSTEM_KEYS_NON_EMPTY, VALID_DIVISIONS, VALID_STATUS
 
 # The seeds compiled into LoadGen 6.0.x (what FromConfig gives; read from the
@@ -207,6 +204,8 @@ def check_scenario(path: Path, scenario: str, benchmark: str, kinds: set[str],
     elif (want := BENCHMARKS.get(benchmark)) and parsed.key != want.accuracy_key:
         fail("accuracy.metric", f"{benchmark} is scored by {want.accuracy_key}=, "
              f"the file gives {parsed.key}=", acc_txt)
+    if why := checker_lines_problem(text, benchmark):
+        fail("accuracy.lines", why, acc_txt)
     if not any(HASH_LINE.match(line.strip()) for line in text.splitlines()):
         fail("accuracy.hash", "no 'hash=<sha256>' line (truncate_accuracy_log.py adds it)",
              acc_txt)

@@ -103,16 +103,30 @@ class Benchmark:
     dataset_size: int | None = None  # the full accuracy set (a smaller one needs a skip flag)
     server_latency_ns: int | None = None  # the Server scenario's latency bound
     categories: tuple[str, ...] = ("edge", "datacenter")
+    # the accuracy.txt figures the checker reads (CHECKER_ACCURACY_LINES), one line each
+    checker_lines: tuple[str, ...] = ()
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
-    Benchmark("resnet", "classification", "accuracy", 1024, 50000, 15_000_000),
-    Benchmark("retinanet", "detection", "mAP", 64, 24781, 100_000_000),
-    Benchmark("yolo-95", "detection", "mAP", 64, 1525, None, ("edge",)),
-    Benchmark("yolo-99", "detection", "mAP", 64, 1525, None, ("edge",)),
-    # datacenter only; MLPerf's Server bounds: dlrm 30 ms (v0.7-v3.0), dlrm-v2 60 ms
-    Benchmark("dlrm-v3", "recommendation", "AUC", 204800, None, 60_000_000, ("datacenter",)),
+    Benchmark("resnet", "classification", "accuracy", 1024, 50000, 15_000_000,
+              checker_lines=("acc",)),
+    Benchmark("retinanet", "detection", "mAP", 64, 24781, 100_000_000, checker_lines=("mAP",)),
+    Benchmark("yolo-95", "detection", "mAP", 64, 1525, None, ("edge",), ("mAP",)),
+    Benchmark("yolo-99", "detection", "mAP", 64, 1525, None, ("edge",), ("mAP",)),
+    # datacenter only; MLPerf's Server bounds: dlrm 30 ms (v0.7-v3.0), dlrm-v2 60 ms. v6.1
+    # needs 349,823 performance samples (its whole dataset), where LoadGen 6.0.17's
+    # mlperf.conf gives the dlrm rules 204,800: promote refuses before the long runs.
+    Benchmark("dlrm-v3", "recommendation", "AUC", 349823, None, 60_000_000, ("datacenter",),
+              ("DLRM_NE", "DLRM_ACC", "DLRM_AUC")),
 )}
+CHECKER_ROUND = "v6.1"  # the official checker version a packed tree is made for
+# The lines of accuracy.txt the v6.1 checker reads, by its metric names (its ACC_PATTERN):
+# dlrm-v3's are fractions (NE, accuracy at 0.5, grouped AUC), one per line.
+CHECKER_ACCURACY_LINES = {
+    "acc": r"^accuracy=\s*([\d.]+)", "mAP": r"mAP=\s*([\d.]+)",
+    "DLRM_NE": r"metric/lifetime_ne/rating:\s*([\d.]+)",
+    "DLRM_ACC": r"metric/lifetime_accuracy/rating:\s*([\d.]+)",
+    "DLRM_AUC": r"metric/lifetime_gauc/rating:\s*([\d.]+)"}
 # The checker's v6.x benchmark names, and the model-dir aliases it maps without help.
 KNOWN_BENCHMARKS = (
     "resnet", "retinanet", "bert-99", "bert-99.9", "3d-unet-99", "3d-unet-99.9",
@@ -131,6 +145,28 @@ CURRENT_BENCHMARK = {
     "yolo-95": "yolo-95", "yolo-99": "yolo-99",
     "dlrm": "dlrm-v3", "dlrm-99": "dlrm-v3", "dlrm-99.9": "dlrm-v3", "dlrm-v2": "dlrm-v3",
     "dlrm-v2-99": "dlrm-v3", "dlrm-v2-99.9": "dlrm-v3", "dlrm-v3": "dlrm-v3"}
+# What a benchmark folder was in the rounds that ran it (a published result is labelled
+# as what it was, not as what it is compared as today): DLRM v1 on Criteo Terabyte
+# (v0.7-v3.0), DCNv2 multi-hot (v3.1-v5.1), v6's dlrm-v3; SSD-MobileNet-v1 and
+# SSD-ResNet34 on COCO (v0.5-v2.0) as v1.0 named them ssd-small and ssd-large.
+_ROUND_NAMES = (  # (folder pattern, first round it names, benchmark)
+    (r"^dlrm(-99(\.9)?)?$", (0, 0), "dlrm"), (r"^dlrm-99(\.9)?$", (3, 1), "dlrm-v2"),
+    (r"^dlrm-v2(-99(\.9)?)?$", (0, 0), "dlrm-v2"), (r"^dlrm-v3$", (0, 0), "dlrm-v3"),
+    (r"^ssd-small$|^ssd-mobilenet$", (0, 0), "ssd-mobilenet"),
+    (r"^ssd-large$|^ssd-resnet34$", (0, 0), "ssd-resnet34"))
+
+
+def benchmark_in_round(model: str, round_name: str | None) -> str:
+    """The benchmark a published model folder was in its round (``v1.0``): ``dlrm-99`` is
+    ``dlrm`` there (v3.1 on, the folder names dlrm-v2); a folder this table does not name
+    is what ``current_benchmark`` says."""
+    m = re.match(r"^v?(\d+)\.(\d+)", round_name or "")
+    rnd = (int(m[1]), int(m[2])) if m else (0, 0)
+    named = [(first, name) for pattern, first, name in _ROUND_NAMES
+             if re.match(pattern, model) and first <= rnd]
+    return max(named)[1] if named else current_benchmark(model)
+
+
 # The first line of accuracy.txt per metric key, as each task's accuracy script prints it.
 # The percent sign is optional where the official checker's pattern has none: v1.0's
 # accuracy-dlrm.py printed "AUC=80.26857042258752".
@@ -153,6 +189,17 @@ def current_benchmark(model: str, mapping: dict[str, str] | None = None) -> str:
 
 def benchmark(name: str) -> Benchmark | None:
     return BENCHMARKS.get(current_benchmark(name))
+
+
+def checker_lines_problem(accuracy_txt: str, benchmark_name: str) -> str | None:
+    """Why the checker would not find the figures it reads for ``benchmark_name`` in an
+    accuracy.txt; None when every one of them has its line."""
+    facts = BENCHMARKS.get(benchmark_name)
+    lines = accuracy_txt.splitlines()
+    missing = [key for key in (facts.checker_lines if facts else ()) if not any(
+        re.search(CHECKER_ACCURACY_LINES[key], line) for line in lines)]
+    return (f"no line the {CHECKER_ROUND} checker reads as {', '.join(missing)} for "
+            f"{benchmark_name}") if missing else None
 
 
 class AccuracyLine(NamedTuple):

@@ -15,7 +15,12 @@ sit beside our own in the reports and a search strategy can be replayed on them
 - v2.0 on: the early-stopping estimate for SingleStream/MultiStream.
 
 A result that cannot be read (a log or accuracy.txt missing or unparsable, no headline
-figure) is reported with its path and why, and skipped: nothing is guessed.
+figure) is reported with its path and why, and skipped: nothing is guessed. A system whose
+framework is none of our runtimes, or whose device is none of our platform classes, is
+imported all the same (``backend`` = its framework as published, ``platform`` =
+``system-<its name>``): it sits in comparisons and reports, and replay and warm start leave
+it out, saying so (``of_our_runtimes``). Each result's ``benchmark`` is what its folder was
+in its round (v1.0's ``dlrm-99`` is ``dlrm``), ``compared_as`` what it counts as today.
 """
 from __future__ import annotations
 
@@ -25,12 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from experiments.mlperf import AccuracyLine, current_benchmark, parse_accuracy_txt
+from experiments.mlperf import (AccuracyLine, benchmark_in_round, current_benchmark,
+                               parse_accuracy_txt)
 from experiments.loadgen_logs import (DETAIL, SUMMARY, DetailLog, is_mllog, parse_detail,
                                       parse_plain_detail, parse_summary)
 from experiments.mlperf import INFERABLE, PUBLISHED, SCENARIOS, scenario_from_folder
-from experiments.published_names import (TASKS, parse_model, platform_of, round_of, runtime_of,
-                                         task_of)
+from experiments.published_names import (TASKS, UNMAPPED_PLATFORM, parse_model, platform_of,
+                                         qualified, round_of, runtime_of, task_of)
 
 MLLOG_CHECKER_FROM = (1, 0)  # from v1.0 the checker reads the detail log, before the summary
 EARLY_STOPPING_FROM = (2, 0)  # from v2.0 the latency headline is the early-stopping estimate
@@ -198,16 +204,14 @@ def _import_submitter(results: Path, rnd: str | None, rows: list, problems: list
             problems.append(Problem(str(sys_json), f"system description unreadable "
                                     f"({type(exc).__name__}); its results skipped"))
             continue
-        platform = platform_of(system)
-        runtime, version = runtime_of(str(system.get("framework", "")))
-        if platform is None or runtime is None:
-            what = "platform" if platform is None else "runtime"
-            problems.append(Problem(str(sys_json), f"no known {what} in its facts "
-                                    f"({system.get('host_processor_model_name')!r}, "
-                                    f"{system.get('framework')!r}); its results skipped"))
-            continue
+        # a system we cannot map is kept under its own names: compared, never replayed
+        platform = platform_of(system) or qualified(UNMAPPED_PLATFORM, system)
+        framework = str(system.get("framework", "")).strip()
+        runtime, version = runtime_of(framework)
         facts = {"round": rnd, "division": division.name, "submitter": submitter.name,
-                 "system": system_dir.name, "runtime_version": version, "system_json": system}
+                 "system": system_dir.name, "runtime_version": version, "system_json": system,
+                 "framework": framework, "our_runtime": runtime is not None}
+        runtime = runtime or framework or "unknown framework"
         for model_dir in sorted(p for p in system_dir.iterdir() if p.is_dir()):
             for sdir in sorted(p for p in model_dir.iterdir() if p.is_dir()):
                 scenario = scenario_from_folder(sdir.name)
@@ -249,7 +253,9 @@ def _row(sdir: Path, scenario: str, platform: str, runtime: str,
         "config": None,
         "system": json.dumps({**facts, "precision": structure.get("precision"),
                               "accuracy_good": acc.good, "accuracy_total": acc.total,
-                              "task": task, "benchmark": current_benchmark(sdir.parent.name),
+                              "task": task,
+                              "benchmark": benchmark_in_round(sdir.parent.name, facts["round"]),
+                              "compared_as": current_benchmark(sdir.parent.name),
                               "headline_log": source, "inferred_from": figures.inferred_from,
                               "result_validity": validity}, sort_keys=True),
         "source": str(sdir),
@@ -277,6 +283,25 @@ def write_run(paths: Iterable[str | Path], out: str | Path, round_name: str | No
     if rows:
         write(out / FILENAME, rows)
     return rows, problems
+
+
+def of_our_runtimes(rows: list[dict[str, Any]], use: str
+                    ) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows that can stand for one of our runtimes (replay, warm start), and one line
+    naming the published ones left out (a framework we do not run, kept for comparison
+    and reports), None when none is. ``use``: what they are left out of."""
+    kept, frameworks = [], {}
+    for row in rows:
+        facts = json.loads(row.get("system") or "{}") if row.get("fidelity") == PUBLISHED else {}
+        if facts.get("our_runtime") is False:
+            frameworks[row["backend"]] = frameworks.get(row["backend"], 0) + 1
+        else:
+            kept.append(row)
+    if not frameworks:
+        return kept, None
+    return kept, (f"{sum(frameworks.values())} published record(s) of a framework none of our "
+                  f"runtimes is ({', '.join(f'{k!r}' for k in sorted(frameworks))}) left out "
+                  f"of {use}: kept for comparison and reports only")
 
 
 def is_published_tree(path: str | Path) -> bool:

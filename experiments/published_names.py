@@ -109,6 +109,8 @@ _GENERIC = [
     (re.compile(r"xeon|epyc|core\(tm\)|core i\d|ryzen|x86", re.I), "x8664", "host"),
     (re.compile(r"arm|aarch64|cortex|neoverse|graviton", re.I), "aarch64", "host"),
 ]
+# A system none of the classes above names: still imported, as "system-<its name>".
+UNMAPPED_PLATFORM = "system"
 QUALIFIED_MAX = 48  # characters of a qualified name (Ray's label values allow 63)
 
 _RUNTIMES = [

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Public MLPerf files the tests read, in the repository (tests/data/README.md)
+DATA = ROOT / "tests" / "data"
+PUBLISHED_V10 = DATA / "published" / "inference_results_v1.0"
+PUBLISHED_V10_TASKS = DATA / "published" / "inference_results_v1.0_tasks"
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ def accuracy_coco_map(log: Path, coco_dir: Path) -> list[str]:
     """The ``mAP=`` lines MLPerf's accuracy-coco.py prints for an accuracy log against the
     COCO annotations under ``coco_dir`` (skips when ../shared/mlperf is not there)."""
     if not ACCURACY_COCO.exists():
-        pytest.skip(f"{ACCURACY_COCO} not present")
+        pytest.skip(f"runs MLPerf's scorer accuracy-coco.py from ../shared/mlperf: not at {ACCURACY_COCO}")
     out = subprocess.run([sys.executable, str(ACCURACY_COCO), "--mlperf-accuracy-file", str(log),
                           "--coco-dir", str(coco_dir),
                           "--output-file", str(coco_dir / "results.json")],

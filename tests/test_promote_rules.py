@@ -158,6 +158,38 @@ def test_an_edge_platform_plan_skips_dlrm_and_says_why():
     assert [p.platform for p in plans] == ["rpi4", "milan"] and plans.notes == []
 
 
+def test_a_benchmark_whose_round_needs_more_samples_is_refused_in_one_line(tmp_path):
+    from experiments.mlperf import BENCHMARKS
+
+    perf = tmp_path / "trials" / "s" / "3" / "performance"
+    perf.mkdir(parents=True)
+    line = ':::MLLOG {"key": "effective_performance_sample_count", "value": %d}\n'
+    (perf / "mlperf_log_detail.txt").write_text(line % 204800)
+    r = {**row(scenario="Offline", benchmark="dlrm-v3"), "log_dir": "trials/s/3"}
+    assert BENCHMARKS["dlrm-v3"].performance_sample_count == 349823  # checker v6.1
+    assert promote.sample_count_refusal(tmp_path, r, "dlrm-v3") == (
+        "s #3: not promoted: dlrm-v3 needs performance_sample_count >= 349823 (checker v6.1) "
+        "and its runs give LoadGen 204800: the official checker rejects it (--draft "
+        "promotes anyway)")
+    (perf / "mlperf_log_detail.txt").write_text(line % 349823)
+    assert promote.sample_count_refusal(tmp_path, r, "dlrm-v3") is None
+    assert promote.sample_count_refusal(tmp_path, {**r, "log_dir": "gone"}, "dlrm-v3") is None
+
+
+def test_dlrm_v3_accuracy_lines_are_the_ones_its_checker_reads():
+    from experiments.mlperf import checker_lines_problem
+
+    auc = "AUC=86.500%, accuracy=75.000%, good=3, total=4, queries=2"
+    assert checker_lines_problem(auc, "dlrm-v3") == (
+        "no line the v6.1 checker reads as DLRM_NE, DLRM_ACC, DLRM_AUC for dlrm-v3")
+    full = auc + ("\nmetric/lifetime_ne/rating: 0.81000\nmetric/lifetime_accuracy/rating: "
+                  "0.75000\nmetric/lifetime_gauc/rating: 0.70000\nhash=" + "0" * 64)
+    assert checker_lines_problem(full, "dlrm-v3") is None
+    assert checker_lines_problem("mAP=40.000%", "yolo-99") is None
+    assert checker_lines_problem("accuracy=75.000%, good=3, total=4", "resnet") is None
+    assert "as acc for resnet" in checker_lines_problem("mAP=40.000%", "resnet")
+
+
 # --------------------------------------------------------------------------- packing
 
 @pytest.mark.parametrize("source", ["estimated", "inherited"])

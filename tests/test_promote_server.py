@@ -1,9 +1,10 @@
 """Server promotion done right, end to end on the real stack (local Ray, LoadGen, ONNX
 Runtime) for the DLRM task on a datacenter platform: a one-trial Offline study on the
 synthetic click logs, promoted with the test settings (300 ms runs and search runs):
-VALID Offline and Server runs, the Server target QPS found by short runs first, a dlrm-v3
-tree our checker accepts; and a Server promotion that cannot meet its bound stops before
-the long run, in one line."""
+VALID Offline and Server runs (promoted with --draft: v6.1's dlrm-v3 needs 349,823
+performance samples), the Server target QPS found by short runs first, a dlrm-v3 draft tree
+that fails our checker on the sample count alone; and a Server promotion that cannot meet
+its bound stops before the long run, in one line."""
 from __future__ import annotations
 
 import json
@@ -61,7 +62,9 @@ def dlrm_run(tmp_path_factory, cache_dir, dispatcher):
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
     Driver(cfg, dispatcher=dispatcher).run()
     printed: list[str] = []
-    new = promote.promote(run_dir, dispatcher=dispatcher, out=printed.append)
+    # dlrm-v3's round (v6.1) needs more performance samples than the dlrm rules give:
+    # --draft measures it all the same (the refusal itself: test_promote_rules.py)
+    new = promote.promote(run_dir, dispatcher=dispatcher, out=printed.append, draft=True)
     return run_dir, new, printed
 
 
@@ -75,6 +78,12 @@ def test_dlrm_promotion_offline_and_server_valid(dlrm_run):
         assert system["benchmark"] == "dlrm-v3" and system["system_type"] == "datacenter"
         txt = (run_dir / r["log_dir"] / "accuracy" / "accuracy.txt").read_text()
         assert re.match(r"AUC=\d+\.\d{3}%", txt)
+        # then the figures dlrm-v3's checker reads (fractions), as recorded
+        figures = dict(re.findall(r"^metric/lifetime_(\w+)/rating: ([\d.]+)$", txt, re.M))
+        assert sorted(figures) == ["accuracy", "gauc", "ne"], txt
+        assert float(figures["accuracy"]) == pytest.approx(
+            float(re.search(r"accuracy=([\d.]+)%", txt)[1]) / 100, abs=1e-5)
+        assert 0 < float(figures["ne"]) < 1 and 0.5 < float(figures["gauc"]) <= 1  # learnt
     server = next(r for r in new if r["scenario"] == "Server")
     system = json.loads(server["system"])
     assert "server_search" in system, "tuner/worker/measure.py does not call server_search.tune"
@@ -105,7 +114,7 @@ def test_mlperf_accuracy_dlrm_prints_the_recorded_auc_on_the_studys_own_logs(dlr
 
     script = ROOT.parent / "shared" / "mlperf" / "accuracy-dlrm.py"
     if not script.is_file():
-        pytest.skip(f"{script} not present")
+        pytest.skip(f"runs MLPerf's scorer accuracy-dlrm.py from ../shared/mlperf: not at {script}")
     run_dir, new, _ = dlrm_run
     rows = Records(run_dir).rows
     assert {r["fidelity"] for r in rows} >= {"short", "compliant-reduced"}
@@ -125,14 +134,24 @@ def compliant_copy(dlrm_run, tmp_path):
     return passed_off_as_compliant(dlrm_run[0], tmp_path / "run")
 
 
-def test_dlrm_tree_packs_as_dlrm_v3_and_passes_the_check(compliant_copy, tmp_path):
+def _refused_rules(err) -> list[str]:
+    return sorted(r.split(": [")[1].split("]")[0] for r in err.value.reasons)
+
+
+def test_dlrm_tree_is_refused_for_v6_1s_sample_count_and_packs_as_a_draft(compliant_copy,
+                                                                          tmp_path):
     run_dir, promoted = compliant_copy
     server = run_dir / next(r for r in promoted if r["scenario"] == "Server")["log_dir"]
     with pytest.raises(submission.Refused) as err:  # the test's 500 ms bound is not dlrm-v3's
         submission.pack(run_dir, tmp_path / "refused", ORG, say=lambda _s: None)
-    assert [r.split(": [")[1].split("]")[0] for r in err.value.reasons] == ["perf.latency"]
+    assert _refused_rules(err) == ["perf.latency", "perf.sample_count", "perf.sample_count"]
     edit_detail(server / "performance" / DETAIL, effective_target_latency_ns=60_000_000)
-    out = submission.pack(run_dir, tmp_path / "tree", ORG, say=lambda _s: None)
+    with pytest.raises(submission.Refused) as err:  # 204800 < v6.1's 349823, both scenarios
+        submission.pack(run_dir, tmp_path / "refused2", ORG, say=lambda _s: None)
+    assert _refused_rules(err) == ["perf.sample_count"] * 2
+    assert "effective_performance_sample_count 204800 < 349823 required for dlrm-v3" in \
+        err.value.reasons[0]
+    out = submission.pack(run_dir, tmp_path / "tree", ORG, draft=True, say=lambda _s: None)
     org = out / "open" / ORG
     mapping = json.loads((org / "model_mapping.json").read_text())
     assert list(mapping.values()) == ["dlrm-v3"]
@@ -142,13 +161,32 @@ def test_dlrm_tree_packs_as_dlrm_v3_and_passes_the_check(compliant_copy, tmp_pat
     assert sorted(p.name for p in model_dir.iterdir()) == ["Offline", "Server"]  # no inference
     lines = (model_dir / "Server" / "accuracy" / "accuracy.txt").read_text().splitlines()
     assert re.match(r"AUC=\d+\.\d{3}%", lines[0]) and lines[-1].startswith("hash=")  # the script's line
+    assert [line.split(":")[0] for line in lines[1:4]] == [
+        "metric/lifetime_ne/rating", "metric/lifetime_accuracy/rating",
+        "metric/lifetime_gauc/rating"]  # what v6.1 reads as DLRM_NE, DLRM_ACC, DLRM_AUC
     printed: list[str] = []
-    assert checks.main(str(out), out=printed.append) == 0, printed
+    assert checks.main(str(out), draft=True, out=printed.append) == 1, printed
+    assert [line.split()[1] for line in printed if line.startswith("FAIL")] == \
+        ["perf.sample_count"] * 2, printed  # every other rule passes
     # the same tree on an edge system is refused by the category rules
     desc = json.loads(system_json.read_text())
     system_json.write_text(json.dumps({**desc, "system_type": "edge"}))
     failed = {f.rule for f in checks.check_tree(out)[0]}
     assert {"benchmark.category", "scenario.category"} <= failed
+
+
+def test_without_draft_a_dlrm_promotion_is_refused_before_any_compliant_run(compliant_copy):
+    run_dir, _ = compliant_copy
+    before = len(Records(run_dir).rows)
+    printed: list[str] = []
+    new = promote.promote(run_dir, out=printed.append)  # no dispatcher: none is started
+    assert list(new) == [] and new.refused == printed[-1:]  # after the test setting's line
+    assert printed[-1] == ("dlrm.testbox #0: not promoted: dlrm-v3 needs performance_sample_"
+                           "count >= 349823 (checker v6.1) and its runs give LoadGen 204800: "
+                           "the official checker rejects it (--draft promotes anyway)")
+    assert not any(line.startswith("promoting") for line in printed)
+    assert len(Records(run_dir).rows) == before
+    assert promote.main(["promote", str(run_dir)]) == 1  # the CLI: the same line, non-zero
 
 
 def test_server_promotion_that_cannot_meet_its_bound_stops_before_the_long_run(
@@ -163,7 +201,7 @@ def test_server_promotion_that_cannot_meet_its_bound_stops_before_the_long_run(
     printed: list[str] = []
     (trial,) = {r["trial"] for r in Records(run_dir).rows if r["fidelity"] == "short"}
     new = promote.promote(run_dir, [str(trial)], scenarios=["Server"], dispatcher=dispatcher,
-                          out=printed.append)
+                          out=printed.append, draft=True)
     (row,) = new
     assert not row["valid"] and row["state"] == "failed"
     assert "Server refused before the long run: a single query takes" in row["cause"]

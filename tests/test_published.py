@@ -1,10 +1,11 @@
-"""Published MLPerf results as records: the real v1.0 excerpt in ../shared/published, a
+"""Published MLPerf results as records: the real v1.0 excerpts in tests/data/published, a
 pre-MLLOG (v0.7-style) tree, a tree with broken results, the CLI, the compare report,
 HTML escaping, and that published/replayed rows are never promoted or packed."""
 from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -14,12 +15,9 @@ from experiments import published
 from experiments.__main__ import main as cli
 from experiments.published_names import parse_model, platform_of, runtime_of
 from experiments.records import FILENAME, read, write
-from tests.conftest import ROOT
+from tests.conftest import PUBLISHED_V10, PUBLISHED_V10_TASKS
 
-V10 = ROOT.parent / "shared" / "published" / "inference_results_v1.0"
-needs_v10 = pytest.mark.skipif(not V10.is_dir(), reason=f"no published excerpt at {V10}")
-V10_TASKS = ROOT.parent / "shared" / "published" / "inference_results_v1.0_tasks"
-needs_tasks = pytest.mark.skipif(not V10_TASKS.is_dir(), reason=f"no excerpt at {V10_TASKS}")
+V10, V10_TASKS = PUBLISHED_V10, PUBLISHED_V10_TASKS
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +28,6 @@ def v10():
 
 # --------------------------------------------------------------------------- the v1.0 excerpt
 
-@needs_v10
 def test_v10_excerpt_imports_every_result(v10):
     rows, problems = v10
     scenario_dirs = [p for p in V10.glob("open/*/results/*/*/*") if p.is_dir()]
@@ -47,7 +44,6 @@ def test_v10_excerpt_imports_every_result(v10):
     assert facts["system_json"]["framework"]
 
 
-@needs_v10
 def test_v10_figures_equal_the_summaries_and_accuracy_txt(v10):
     rows, _ = v10
     for r in rows:
@@ -65,7 +61,6 @@ def test_v10_figures_equal_the_summaries_and_accuracy_txt(v10):
         assert r["valid"] == ("Result is : VALID" in summary)
 
 
-@needs_v10
 def test_v10_model_structure_parsed(v10):
     rows, _ = v10
     by_model = {r["model"]: json.loads(r["params"]) for r in rows}
@@ -101,10 +96,10 @@ def _summary_value(sdir: Path, label: str) -> float:
     return float(re.search(rf"^{re.escape(label)}\s*:\s*(\S+)", summary, re.M)[1])
 
 
-@needs_tasks
 def test_v10_detection_and_dlrm_results_import_with_their_metric():
     rows, problems = published.import_trees([V10_TASKS])
     assert problems == []
+    assert len(rows) == len([p for p in V10_TASKS.glob("closed/*/results/*/*/*") if p.is_dir()])
     by = {(r["model"], r["scenario"]): r for r in rows}
     assert sorted(by) == [("dlrm-99", "Offline"), ("dlrm-99", "Server"),
                           ("ssd-small", "Offline"), ("ssd-small", "SingleStream")]
@@ -117,14 +112,16 @@ def test_v10_detection_and_dlrm_results_import_with_their_metric():
             assert r["accuracy"] == pytest.approx(
                 float(re.search(r"^mAP=([\d.]+)%", text, re.M)[1]) / 100, abs=1e-9)
             assert json.loads(r["params"])["family"] == "ssd-mobilenet"
-            assert facts["benchmark"] == "yolo-99"  # what it is compared as today
+            # what it was in v1.0 (SSD-MobileNet-v1 on COCO), and what it is compared as today
+            assert (facts["benchmark"], facts["compared_as"]) == ("ssd-mobilenet", "yolo-99")
         else:
             assert (r["accuracy_metric"], facts["task"]) == ("AUC", "recommendation")
             # the AUC line after the JSON dump, not the dump's own click "accuracy" (96.6)
             assert r["accuracy"] == pytest.approx(
                 float(re.search(r"^AUC=([\d.]+)$", text, re.M)[1]) / 100, abs=1e-8)
             assert 0.80 < r["accuracy"] < 0.81
-            assert facts["benchmark"] == "dlrm-v3"
+            # DLRM v1 on Criteo Terabyte in v1.0, not v6's dlrm-v3 (compared as it today)
+            assert (facts["benchmark"], facts["compared_as"]) == ("dlrm", "dlrm-v3")
         # samples/s as LoadGen's summary states them (v1.0 Server: scheduled samples/s)
         if scenario == "Offline":
             assert r["qps"] == _summary_value(sdir, "Samples per second")
@@ -139,7 +136,49 @@ def test_v10_detection_and_dlrm_results_import_with_their_metric():
     assert by[("ssd-small", "Offline")]["backend"] == "tflite"  # "TensorFlow-Lite 2.2.0"
 
 
-@needs_v10
+def _unmapped_tree(tmp_path: Path) -> Path:
+    """The real Centaur ssd-small results under a system we cannot map: an FPGA card with
+    its vendor's own framework, on a host CPU no platform class names."""
+    tree = tmp_path / "inference_results_v1.0"
+    shutil.copytree(V10_TASKS / "closed" / "Centaur Technology", tree / "closed" / "Acme FPGA")
+    (sys_json,) = (tree / "closed" / "Acme FPGA" / "systems").glob("*.json")
+    system = json.loads(sys_json.read_text())
+    sys_json.write_text(json.dumps({
+        **system, "system_name": "Acme FPGA Card 2", "host_processor_model_name": "Mystery CPU",
+        "accelerator_model_name": "Acme FPGA", "framework": "Internal Framework"}))
+    return tree
+
+
+def test_a_system_we_cannot_map_is_imported_under_its_own_names(tmp_path, capsys):
+    tree = _unmapped_tree(tmp_path)
+    rows, problems = published.import_trees([tree])
+    assert problems == [] and sorted(r["scenario"] for r in rows) == ["Offline", "SingleStream"]
+    for r in rows:
+        facts = json.loads(r["system"])
+        assert r["backend"] == "Internal Framework"  # its framework as published
+        assert r["platform"] == "system-acme-fpga-card-2" and r["state"] == "complete"
+        assert facts["our_runtime"] is False and facts["framework"] == "Internal Framework"
+    # in the CLI's count, then in a comparison beside another system's results
+    out = tmp_path / "run"
+    assert cli(["import", str(tree), str(V10_TASKS), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "imported 6 results (0 skipped)" in said
+    assert ("2 published record(s) of a framework none of our runtimes is ('Internal "
+            "Framework') left out of replay and warm start") in said
+    assert cli(["results", str(out), "--format", "csv"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[:5] for line in table if "Acme FPGA" in line] == [
+        ["closed", "Acme FPGA", "Centaur-AIC-2.0GHz", "ssd-small", "ssd-mobilenet"]] * 2
+    # replay leaves it out, saying so; our runtimes' rows still answer
+    from tuner.fleet.replay import ReplayDispatcher
+
+    both = read(out).to_pylist()
+    replay = ReplayDispatcher(both)
+    assert "left out of replay table rows" in capsys.readouterr().out
+    assert "system-acme-fpga-card-2" not in replay.platforms()
+    assert {r["backend"] for r in replay.rows} == {"tflite", "pytorch"}
+
+
 def test_classification_rows_name_their_metric(v10):
     rows, _ = v10
     assert {r["accuracy_metric"] for r in rows} == {"top1"}

@@ -2,7 +2,7 @@
 
 Unit tests of ``ReplayDispatcher`` on a small table, then a 40-trial replay study through
 the public driver (``tuner.study.driver.run``, a Hydra-composed config) on the imported Xavier
-results of ../shared/published."""
+results in tests/data/published."""
 from __future__ import annotations
 
 import json
@@ -13,14 +13,14 @@ from hydra import compose, initialize_config_dir
 
 from experiments.records import FILENAME, read, write
 from search_spaces import SearchSpace
-from tests.conftest import ROOT
+from tests.conftest import PUBLISHED_V10, ROOT
 from tuner.config import ConfigError, register
 from tuner.fleet.dispatch import DispatchError
 from tuner.fleet.replay import NOT_IN_TABLE, ReplayDispatcher
 from tuner.trial import TrialConfig
 
 register()
-V10 = ROOT.parent / "shared" / "published" / "inference_results_v1.0"
+V10 = PUBLISHED_V10
 
 
 def _row(trial, params, **kw):
@@ -109,7 +109,6 @@ def test_empty_table_is_an_error(table):
 
 
 @pytest.mark.slow  # ~5 s: imports the 752 published results, then 40 replayed trials
-@pytest.mark.skipif(not V10.is_dir(), reason=f"no published excerpt at {V10}")
 def test_replay_study_of_40_trials_on_the_published_xavier_table(tmp_path):
     from experiments.published import write_run
     from tuner.study.driver import run

@@ -11,13 +11,12 @@ from hydra import compose, initialize_config_dir
 
 from experiments import published
 from experiments.records import read, write
-from tests.conftest import ROOT
+from tests.conftest import PUBLISHED_V10, ROOT
 from tuner.config import register
 from tuner.study.driver import Driver
 
 register()
-V10 = ROOT.parent / "shared" / "published" / "inference_results_v1.0"
-pytestmark = pytest.mark.skipif(not V10.is_dir(), reason="../shared/published is absent")
+V10 = PUBLISHED_V10
 
 
 @pytest.fixture(scope="module")

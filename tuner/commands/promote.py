@@ -32,7 +32,10 @@ p99 met the latency bound: ``promotion.server_latency_ms``, else the benchmark's
 ``scenario.server_latency_ms``. A trial whose single query already exceeds the bound is
 refused in one line: here when its search record is SingleStream, else on the worker after
 calibration, before any long run. A benchmark not run in the platform's MLPerf category
-(DLRM on an edge platform) is refused too. Every promoted run scores the scenario's whole
+(DLRM on an edge platform) is refused too, and so is a benchmark whose round needs more
+performance samples than the record's runs give LoadGen (dlrm-v3 in v6.1: 349,823, the
+dlrm rules 204,800), which the official checker would reject: ``--draft`` measures it all
+the same, for a tree packed with ``--draft``. Every promoted run scores the scenario's whole
 accuracy set (no inherited or sequential figure: the packer refuses those).
 
 Test-only: ``--min-duration-ms N`` (or the run's config key ``promotion.min_duration_ms``,
@@ -54,8 +57,8 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.mlperf import (BENCHMARKS, INFERRED_FROM, MEASURED, REDUCED, SCENARIO_NAMES,
-                                current_benchmark)
+from experiments.mlperf import (BENCHMARKS, CHECKER_ROUND, INFERRED_FROM, MEASURED, REDUCED,
+                                SCENARIO_NAMES, current_benchmark)
 from experiments.selection import to_promote
 from tuner.fleet.dispatch import DispatchError, RayDispatcher
 from tuner.commands.remeasure import (Print, attach_facts, dispatch_for, load_run_config, measure_all,
@@ -163,6 +166,23 @@ def refusal(cfg: DictConfig, row: dict[str, Any], kind: str, scenario: str) -> s
     return f"{who}: {why} ({source}; the search's SingleStream p90)" if why else None
 
 
+def sample_count_refusal(run_dir: Path, row: dict[str, Any], bench: str) -> str | None:
+    """One line when the benchmark's round needs more performance samples than this
+    record's runs give LoadGen (what its search run logged), so the official checker would
+    reject every compliant run of it; None when it needs no more, or nothing was logged."""
+    from experiments.loadgen_logs import DETAIL, parse_detail
+
+    need = getattr(BENCHMARKS.get(bench), "performance_sample_count", None)
+    log = Path(run_dir) / (row.get("log_dir") or "") / "performance" / DETAIL
+    count = parse_detail(log.read_text()).get("effective_performance_sample_count") \
+        if need and log.is_file() else None
+    if count is None or int(count) >= need:
+        return None
+    return (f"{row['study']} #{row['trial']}: not promoted: {bench} needs "
+            f"performance_sample_count >= {need} (checker {CHECKER_ROUND}) and its runs give "
+            f"LoadGen {count}: the official checker rejects it (--draft promotes anyway)")
+
+
 # --------------------------------------------------------------------------- promote
 
 class Promoted(list):
@@ -175,9 +195,10 @@ class Promoted(list):
 
 def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str] | None = None,
             min_duration_ms: int | None = None, dispatcher: RayDispatcher | None = None,
-            timeout_s: float | None = None, out: Print = print) -> Promoted:
+            timeout_s: float | None = None, out: Print = print, draft: bool = False) -> Promoted:
     """Measure the chosen trials compliantly; returns the new records (``.refused``: the
-    measurements refused before they ran, one line each)."""
+    measurements refused before they ran, one line each). ``draft``: measure a trial the
+    benchmark's round cannot accept all the same (its tree packs only with --draft)."""
     cfg = load_run_config(run_dir)
     rec = recorder(cfg)
     chosen = to_promote(rec.records.rows, picks)
@@ -197,6 +218,10 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
             t for t in infer if next(src for src in INFERRED_FROM[t] if src in measured)
             == "SingleStream"]
         base = TrialConfig.from_dict(json.loads(row["config"]))
+        why = sample_count_refusal(rec.run_dir, row, benchmark_of_row(cfg, row))
+        if why and not draft:
+            refused.refused.append(why)
+            continue
         for scenario in measured:
             why = refusal(cfg, row, kind, scenario)
             if why:
@@ -284,6 +309,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"TEST ONLY: shorter runs, recorded as {REDUCED!r} "
                         "(default: the run's promotion.min_duration_ms)")
     p.add_argument("--timeout-s", type=float, default=None, help="per measurement")
+    p.add_argument("--draft", action="store_true", help="measure a trial whose benchmark's "
+                   "round it cannot meet all the same (for a --draft tree)")
     r = sub.add_parser("reproduce", help="re-measure one record's exact configuration")
     r.add_argument("run_dir")
     r.add_argument("trial", metavar="TRIAL", help="N or STUDY:N")
@@ -299,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "promote":
             rows = promote(args.run_dir, args.trials, args.scenarios, args.min_duration_ms,
-                           timeout_s=args.timeout_s)
+                           timeout_s=args.timeout_s, draft=args.draft)
             return 0 if rows and all(r["valid"] for r in rows) and not rows.refused else 1
         from tuner.commands.reproduce import reproduce
 

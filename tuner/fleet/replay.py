@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.mlperf import PROMOTED, REPLAY, REPRODUCE
+from experiments.published import of_our_runtimes
 from search_spaces import canonical
 from tuner.config import ConfigError, ParamSpec
 from tuner.fleet.dispatch import DispatchError, NodeInfo
@@ -85,6 +86,9 @@ class ReplayDispatcher:
         self.noise, self._rng = float(noise), random.Random(seed)
         rows = [r for r in rows if r["fidelity"] not in SKIPPED_FIDELITIES
                 and (platform is None or r["platform"] == platform)]
+        rows, left_out = of_our_runtimes(rows, f"replay table {self.table_name}")
+        if left_out:
+            print(left_out, flush=True)
         if not rows:
             raise DispatchError(f"replay table {self.table_name}: no records"
                                 + (f" of platform {platform!r}" if platform else ""))

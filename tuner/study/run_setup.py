@@ -139,6 +139,7 @@ def warm_start_plan(cfg: DictConfig, rows: list, plan: PlatformPlan, objective: 
     from pathlib import Path
 
     from experiments.mlperf import scenario as scenario_facts
+    from experiments.published import of_our_runtimes
     from experiments.records import read
     from search_spaces import plan_warm_start
 
@@ -155,6 +156,9 @@ def warm_start_plan(cfg: DictConfig, rows: list, plan: PlatformPlan, objective: 
                 raise ConfigError(f"study.warm_start: {source!r} is neither a run dir nor "
                                   "a study of this run")
             found_rows += found
+    found_rows, left_out = of_our_runtimes(found_rows, "the warm start")
+    if left_out:
+        say(left_out)
     facts = scenario_facts(cfg.scenario.name)
     records = [{"platform": r["platform"], "params": json.loads(r["params"] or "{}"),
                 objective: r[objective], "accuracy": r["accuracy"],

@@ -167,7 +167,8 @@ class PairResponder:
 
 
 def score_pairs(responses: Mapping[int, bytes], offsets: np.ndarray | None = None) -> Score:
-    """AUC over all pairs of an accuracy log, as ``accuracy-dlrm.py`` computes it."""
+    """AUC over all pairs of an accuracy log, as ``accuracy-dlrm.py`` computes it (the
+    first line), then dlrm-v3's NE, accuracy and grouped AUC in its checker's lines."""
     from sklearn.metrics import roc_auc_score
 
     if not responses:
@@ -189,10 +190,23 @@ def score_pairs(responses: Mapping[int, bytes], offsets: np.ndarray | None = Non
     auc = float(roc_auc_score(labels, pred))
     good = int(np.count_nonzero(pred.round() == labels))
     total = len(pred)
-    text = "AUC={:.3f}%, accuracy={:.3f}%, good={}, total={}, queries={}".format(
-        100.0 * auc, 100.0 * good / total, good, total, len(responses))
+    # dlrm-v3's three figures, in the lines its checker reads (fractions): NE = the log
+    # loss over the entropy of the click rate (1.0: no better than predicting the rate;
+    # lower is better), ACC = clicks predicted at 0.5, GAUC = the mean AUC of the users
+    # that have both clicks and non-clicks (the checker's DLRM_AUC reads lifetime_gauc).
+    p = np.clip(pred.astype(np.float64), 1e-7, 1 - 1e-7)
+    rate = float(labels.mean())
+    log_loss = -float(np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+    ne = log_loss / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate))
+    per_user = [roc_auc_score(u[:, 1], u[:, 0]) for u in parts if 0 < u[:, 1].sum() < len(u)]
+    gauc = float(np.mean(per_user)) if per_user else float("nan")
+    text = ("AUC={:.3f}%, accuracy={:.3f}%, good={}, total={}, queries={}\n"
+            "metric/lifetime_ne/rating: {:.5f}\nmetric/lifetime_accuracy/rating: {:.5f}\n"
+            "metric/lifetime_gauc/rating: {:.5f}").format(
+        100.0 * auc, 100.0 * good / total, good, total, len(responses), ne, good / total, gauc)
     return Score("AUC", auc, text, count=len(responses),
-                 extras={"pairs": float(total), "accuracy": good / total})
+                 extras={"pairs": float(total), "accuracy": good / total, "ne": ne,
+                         "gauc": gauc})
 
 
 def bare_loop(workload: "DlrmWorkload", predict: Predict, inputs: Sequence[TensorSpec],
