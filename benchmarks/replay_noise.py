@@ -1,7 +1,7 @@
 """Replay with noise: how much front recall the search loses when every replayed figure is
 as noisy as a real node's, at the same budget.
 
-Imports the published v1.0 tree (``--published``, default ../shared/published), and for
+Imports the published v1.0 tree (``--published``, default the excerpt in tests/data), and for
 each device's SingleStream table replays the default study (``study.sampler=front``,
 racing and the canary on) through the real driver, with ``cluster.replay_noise`` 0 (the
 table as published) and ``--noise`` (default 0.05, a log spread like this machine's), over
@@ -37,7 +37,7 @@ from experiments.records import read  # noqa: E402
 from tuner.config import register  # noqa: E402
 from tuner.study.driver import Driver  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "published" / "inference_results_v1.0"
+SHARED = ROOT / "tests" / "data" / "published" / "inference_results_v1.0"  # shipped excerpt
 
 
 def key(row) -> tuple:
