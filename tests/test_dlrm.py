@@ -16,7 +16,7 @@ from backends.base import TensorSpec
 from workloads.click_logs import WORKLOAD
 from workloads.click_logs.data import VOCAB, ClickModel
 from workloads.click_logs.model import DIMS, PRECISIONS, build_onnx
-from workloads.click_logs.task import QUANTILE, PairResponder, read_quantile, user_offsets
+from workloads.tasks.recommendation import QUANTILE, PairResponder, read_quantile, user_offsets
 from workloads.click_logs.workload import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]

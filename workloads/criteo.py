@@ -5,7 +5,7 @@ integer features and 26 hex categorical features per line, an empty field meanin
 ``count`` keeps the first N lines. Preprocessing is MLPerf's DLRM v1 reference
 (``dlrm_data_pytorch``): dense ``log(max(x, 0) + 1)``; categorical ``int(hex, 16) mod
 max_ind_range`` (40,000,000 in MLPerf; a config key, since a smaller model has smaller
-tables). Users, responses and the AUC are the shared DLRM task (``click_logs/task.py``).
+tables). Users, responses and the AUC are the shared DLRM task (``workloads/tasks/recommendation.py``).
 
 ``models`` maps variant names to ONNX files, or to ``{fp32: file, int8: file, ...}``.
 A model's two inputs are matched by dtype (float32 [N, 13] dense, int64 [N, 26] sparse);
@@ -27,8 +27,7 @@ from omegaconf import MISSING
 
 from backends.cache import atomic_write_bytes, content_hash
 from workloads.base import Variant, parse_model_files
-from workloads.click_logs.data import preprocess_dense
-from workloads.click_logs.task import NUM_DENSE, NUM_SPARSE, DlrmWorkload
+from workloads.tasks.recommendation import NUM_DENSE, NUM_SPARSE, DlrmWorkload, preprocess_dense
 
 DAY_FILE = "day_23"
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -18,7 +18,7 @@ from backends.cache import content_hash, publish_file
 from backends.litert import edgetpu_compiled
 from workloads import digits_data
 from workloads.base import Variant
-from workloads.classification import ClassificationWorkload
+from workloads.tasks.classification import ClassificationWorkload
 from workloads.mobilenet import build_onnx, layer_plan
 
 ASSETS = Path(__file__).parent / "assets"

@@ -52,7 +52,7 @@ import numpy as np
 from backends.cache import atomic_write_bytes
 from backends.base import TensorSpec
 from workloads.base import Variant, parse_model_files
-from workloads.classification import ClassificationWorkload
+from workloads.tasks.classification import ClassificationWorkload
 from workloads.onnx_facts import inspect_onnx, offset_for
 # load_rgb is re-exported: the tests and users decode images as the workload does
 from workloads.imagenet_preprocess import PROFILES, LruCache, load_rgb, resize_crop  # noqa: F401

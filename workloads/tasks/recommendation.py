@@ -1,5 +1,6 @@
 """The recommendation task, shared by ``click_logs`` (synthetic) and ``criteo`` (a user's
-day file): users as LoadGen samples, the pair-batching responder, and the AUC score.
+day file): users as LoadGen samples, MLPerf's dense preprocessing, the pair-batching
+responder, and the AUC score.
 
 A LoadGen sample is a user: a contiguous block of user-item pairs whose sizes follow
 MLPerf's ``dist_quantile.txt`` (100 to 700 pairs, mean 270), drawn as MLPerf's reference
@@ -30,6 +31,12 @@ QUANTILE = (100, 100, 200, 200, 200, 200, 200, 200, 200, 200,
 BLOCK_SEED = 123  # MLPerf's reference seeds numpy with 123 before drawing the blocks
 NUM_DENSE, NUM_SPARSE = 13, 26
 RESPONSE_DTYPE = np.float32
+
+
+def preprocess_dense(raw: np.ndarray) -> np.ndarray:
+    """MLPerf DLRM v1 dense preprocessing: ``log(max(x, 0) + 1)`` in float32, as the
+    reference computes it (``torch.log(torch.tensor(x, dtype=torch.float) + 1)``)."""
+    return np.log(np.maximum(raw, 0).astype(np.float32) + np.float32(1))
 
 
 def read_quantile(path: str | Path | None = None) -> np.ndarray:
@@ -238,11 +245,6 @@ class DlrmWorkload(Workload):
     def pairs_per_sample(self) -> float:
         """Mean pairs per user: samples/s x this = pairs/s (MLPerf counts users)."""
         return self.pair_count / self.total_sample_count
-
-    item_name: ClassVar[str] = "pair"
-
-    def items_per_sample(self) -> float:
-        return self.pairs_per_sample
 
     item_name: ClassVar[str] = "pair"
 
