@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from workloads.digit_canvases import coco_eval, data, model as det, postprocess as post
+from workloads.digit_canvases import data, model as det
+from workloads.tasks import coco_eval, detection_post as post
 from workloads.digit_canvases.workload import DigitCanvasesWorkload, Sample
 
 ACCURACY_COCO = ROOT.parent / "shared" / "mlperf" / "accuracy-coco.py"

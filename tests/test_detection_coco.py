@@ -236,7 +236,7 @@ def test_tflite_detect_outputs_by_name_with_0_based_classes():
     """detect.tflite: float input in [-1, 1], outputs fetched by name, class + 1 = COCO id."""
     from backends.base import TensorSpec
     from workloads.coco import CocoResponder, CocoSample
-    from workloads.digit_canvases.postprocess import records
+    from workloads.tasks.detection_post import records
 
     seen = {}
 

@@ -36,8 +36,9 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from backends.base import TensorSpec
-from workloads.base import Metric, Predict, Score, Variant, Workload, parse_model_files
-from workloads.digit_canvases import coco_eval, postprocess as post
+from workloads.base import Predict, Variant, parse_model_files
+from workloads.tasks import detection_post as post
+from workloads.tasks.detection import MAP, DetectionWorkload, Sample
 from workloads.imagenet_preprocess import _apply_fixed, _linear_taps, load_rgb
 
 ANNOTATIONS = Path("annotations") / "instances_val2017.json"
@@ -66,12 +67,7 @@ class CocoConfig:
     reference_accuracy: Optional[float] = None
 
 
-@dataclass
-class CocoSample:
-    index: int
-    image: np.ndarray  # (R, R, 3) uint8 RGB, resized
-    height: int
-    width: int
+CocoSample = Sample  # image: (R, R, 3) uint8 RGB, resized
 
 
 def parse_models(models: Any) -> dict[str, dict[str, Path]]:
@@ -193,10 +189,10 @@ class CocoResponder:
                                 [d[1] for d in dets], [d[2] for d in dets])
 
 
-class CocoWorkload(Workload):
+class CocoWorkload(DetectionWorkload):
     name = "coco"
     Config = CocoConfig
-    metric = Metric("mAP", "mAP", "mAP")
+    metric = MAP
     loadgen_model = "yolo"  # MLPerf's current COCO detection benchmark (64 perf samples)
 
     def __init__(self, cache_dir=None, dataset_dir: str | None = None, models: Any = None,
@@ -211,8 +207,8 @@ class CocoWorkload(Workload):
         self.annotation_path = _annotation_path(dataset_dir)
         root = self.annotation_path.parent.parent
         self.image_dir = root / "val2017" if (root / "val2017").is_dir() else root
-        self.annotations = json.loads(self.annotation_path.read_text())
-        n = len(self.annotations["images"])
+        self._annotations = json.loads(self.annotation_path.read_text())
+        n = len(self._annotations["images"])
         if count is not None and not 1 <= int(count) <= n:
             raise ValueError(f"coco workload: count {count}; the annotation file has {n} images")
         self.count = n if count is None else int(count)
@@ -285,7 +281,7 @@ class CocoWorkload(Workload):
     def load_samples(self, indices: Sequence[int], variant: Variant) -> list[CocoSample]:
         out, r = [], variant.resolution
         for i in indices:
-            info = self.annotations["images"][int(i)]
+            info = self._annotations["images"][int(i)]
             path = self.image_dir / info["file_name"]
             if not path.is_file():
                 raise FileNotFoundError(f"coco workload: image {path} (images[{i}]) is missing")
@@ -303,10 +299,8 @@ class CocoWorkload(Workload):
         r.output_names = list(p["outputs"])
         return r
 
-    def score(self, responses: Mapping[int, bytes]) -> Score:
-        if self._gt is None:
-            self._gt = coco_eval.coco_ground_truth(self.annotations)
-        return coco_eval.score(self._gt, responses, self.metric.name)
+    def annotations(self) -> dict:
+        return self._annotations
 
 
 WORKLOAD = CocoWorkload

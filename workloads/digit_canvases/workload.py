@@ -16,7 +16,9 @@ The model ends at raw box regressions and class logits; the responder decodes, t
 and runs per-class NMS (``postprocess.py``) inside LoadGen's timed path (with ``nms:
 model`` the graph does that and the responder only splits the kept boxes by image), and answers
 MLPerf's detection records. ``score`` computes COCO mAP as MLPerf's accuracy-coco.py does
-(``coco_eval.py``); ``annotation_file`` writes the ground truth where that script wants it.
+(``workloads/tasks/coco_eval.py``); ``annotation_file`` writes the ground truth where that
+script wants it. Scoring, samples and records are the detection task's
+(``workloads/tasks/detection.py``).
 """
 from __future__ import annotations
 
@@ -29,9 +31,10 @@ import numpy as np
 
 from backends.base import TensorSpec
 from backends.cache import content_hash, publish_file
-from workloads.base import Metric, Predict, Score, Variant, Workload
-from workloads.digit_canvases import coco_eval, data, model as det, nms_graph
-from workloads.digit_canvases import postprocess as post
+from workloads.base import Predict, Variant
+from workloads.digit_canvases import data, model as det, nms_graph
+from workloads.tasks import detection_post as post
+from workloads.tasks.detection import MAP, DetectionWorkload, Sample
 
 WIDTHS = (0.5, 1.0, 2.0)
 RESOLUTIONS = (64, 96, 128)
@@ -42,18 +45,6 @@ DEFAULT_KNOBS = {"score_threshold": 0.05, "nms_iou": 0.5, "max_detections": 100}
 NMS_PLACES = ("harness", "model")
 CALIBRATION_COUNT = 64
 BUILDER_VERSION = 1  # bump when the graph or quantization recipe changes
-MAP = Metric("mAP", "mAP", "mAP")
-
-
-@dataclass
-class Sample:
-    """One preprocessed canvas: its QSL index, model input (1, 1, R, R), original size."""
-
-    index: int
-    image: np.ndarray
-    height: int
-    width: int
-
 
 @dataclass
 class DigitCanvasesConfig:
@@ -141,7 +132,7 @@ class GraphNmsResponder(DetectionResponder):
                                 [s for _, s, _ in per_image], [c + 1 for _, _, c in per_image])
 
 
-class DigitCanvasesWorkload(Workload):
+class DigitCanvasesWorkload(DetectionWorkload):
     name = "digit_canvases"
     Config = DigitCanvasesConfig
     metric = MAP
@@ -299,20 +290,6 @@ class DigitCanvasesWorkload(Workload):
     def annotations(self) -> dict:
         return data.coco_annotations(self.canvases)
 
-    def annotation_file(self, coco_dir: str | Path) -> Path:
-        """Write ``coco_dir/annotations/instances_val2017.json``, the layout MLPerf's
-        ``accuracy-coco.py --coco-dir`` reads."""
-        path = Path(coco_dir) / "annotations" / "instances_val2017.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.annotations()))
-        return path
-
-    @property
-    def ground_truth(self):
-        if self._gt is None:
-            self._gt = coco_eval.coco_ground_truth(self.annotations())
-        return self._gt
-
     @property
     def total_sample_count(self) -> int:
         return self.count
@@ -336,9 +313,6 @@ class DigitCanvasesWorkload(Workload):
         image = next(spec for spec in inputs if len(spec.shape) == 4)  # not the thresholds
         kind = GraphNmsResponder if variant.params.get("nms") == "model" else DetectionResponder
         return kind(predict, image, variant.resolution, knobs, batch_size)
-
-    def score(self, responses: Mapping[int, bytes]) -> Score:
-        return coco_eval.score(self.ground_truth, responses, self.metric.name)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "classes": data.NUM_CLASSES}
