@@ -4,7 +4,7 @@ Dataset: ``dataset_dir`` holds ``annotations/instances_val2017.json`` and the im
 ``dataset_dir`` or ``dataset_dir/val2017``). The QSL is the annotation file's ``images``
 list in order (``count``: its first N), as MLPerf's accuracy-coco.py assumes. Preprocessing
 is MLPerf's: RGB, a plain resize to the model's input (cv2 INTER_LINEAR, re-implemented in
-numpy by ``imagenet_preprocess``), no crop.
+numpy: ``workloads/images.py``), no crop.
 
 Model interfaces, read from the file's inputs and outputs (``interface`` overrides):
 
@@ -37,9 +37,9 @@ import numpy as np
 
 from backends.base import TensorSpec
 from workloads.base import Predict, Variant, parse_model_files
+from workloads.images import load_rgb, resize_linear
 from workloads.tasks import detection_post as post
 from workloads.tasks.detection import MAP, DetectionWorkload, Sample
-from workloads.imagenet_preprocess import _apply_fixed, _linear_taps, load_rgb
 
 ANNOTATIONS = Path("annotations") / "instances_val2017.json"
 PRECISIONS = ("fp32", "int8")
@@ -286,10 +286,7 @@ class CocoWorkload(DetectionWorkload):
             if not path.is_file():
                 raise FileNotFoundError(f"coco workload: image {path} (images[{i}]) is missing")
             img = load_rgb(path)
-            yi, yw = _linear_taps(img.shape[0], r)
-            xi, xw = _linear_taps(img.shape[1], r)
-            out.append(CocoSample(int(i), _apply_fixed(img, yi, yw, xi, xw),
-                                  img.shape[0], img.shape[1]))
+            out.append(CocoSample(int(i), resize_linear(img, r, r), img.shape[0], img.shape[1]))
         return out
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],

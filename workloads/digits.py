@@ -19,7 +19,7 @@ from backends.litert import edgetpu_compiled
 from workloads import digits_data
 from workloads.base import Variant
 from workloads.tasks.classification import ClassificationWorkload
-from workloads.mobilenet import build_onnx, layer_plan
+from workloads.models.mobilenet import build_onnx, layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -138,7 +138,7 @@ class DigitsWorkload(ClassificationWorkload):
     def _tflite_file(self, variant: Variant, edgetpu: bool = False) -> Path:
         """The LiteRT model, written without TensorFlow (``tflite_export``); with ``edgetpu``,
         the user's ``edgetpu_compiler`` output for it, which sits next to it in the cache."""
-        from workloads import tflite_export
+        from workloads.models import tflite_export
 
         if edgetpu and variant.precision != "int8":
             raise ValueError(f"the Edge TPU runs int8 models only; {variant.name} is "
@@ -178,7 +178,7 @@ class DigitsWorkload(ClassificationWorkload):
         return digits_data.preprocess(train, resolution)
 
     def _quantize(self, model, resolution: int) -> bytes:
-        from workloads.quantize import quantize_qdq
+        from workloads.models.quantize import quantize_qdq
 
         return quantize_qdq(model, "input", self.calibration_samples(resolution))
 

@@ -53,9 +53,9 @@ from backends.cache import atomic_write_bytes
 from backends.base import TensorSpec
 from workloads.base import Variant, parse_model_files
 from workloads.tasks.classification import ClassificationWorkload
-from workloads.onnx_facts import inspect_onnx, offset_for
+from workloads.models.onnx_facts import inspect_onnx, offset_for
 # load_rgb is re-exported: the tests and users decode images as the workload does
-from workloads.imagenet_preprocess import PROFILES, LruCache, load_rgb, resize_crop  # noqa: F401
+from workloads.images import PROFILES, LruCache, load_rgb, resize_crop  # noqa: F401
 
 VAL_MAP = "val_map.txt"
 PRECISIONS = ("fp32", "int8")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from workloads import digits_data
-from workloads.mobilenet import layer_plan
+from workloads.models.mobilenet import layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)

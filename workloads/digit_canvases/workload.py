@@ -259,7 +259,7 @@ class DigitCanvasesWorkload(DetectionWorkload):
         model = self.fp32_onnx(variant.params["width"], variant.resolution)
         if variant.precision == "fp32":
             return model.SerializeToString()
-        from workloads.quantize import quantize_qdq
+        from workloads.models.quantize import quantize_qdq
 
         return quantize_qdq(model, "image", self.calibration_samples(variant.resolution))
 
