@@ -132,7 +132,7 @@ def test_nms_in_the_graph_answers_what_the_harness_does(workload):
 
 
 def test_digit_pool_is_the_digits_split():
-    from workloads import digits_data
+    from workloads.digits import data as digits_data
 
     pool, split = data._digit_pool(), digits_data.load_split()
     assert all(np.array_equal(pool[k], split[k]) and pool[k].dtype == split[k].dtype for k in split)

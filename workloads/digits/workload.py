@@ -1,7 +1,7 @@
 """The default workload: MobileNet-v1 (width x resolution x fp32/int8) on the UCI digits.
 
 Shipped: one weight file per width (``assets/``): float16 conv weights trained across all
-resolutions, plus each resolution's batch-norm scale/shift (``train_digits.py``). Built on first use and cached by content hash: the fp32 ONNX graph
+resolutions, plus each resolution's batch-norm scale/shift (``workloads/digits/train.py``). Built on first use and cached by content hash: the fp32 ONNX graph
 for a (width, resolution), and its int8 version by ONNX Runtime's post-training static
 quantization (QDQ, per-channel weights) calibrated on training images, never held-out ones.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from backends.cache import content_hash, publish_file
 from backends.litert import edgetpu_compiled
-from workloads import digits_data
+from workloads.digits import data as digits_data
 from workloads.base import Variant
 from workloads.tasks.classification import ClassificationWorkload
 from workloads.models.mobilenet import build_onnx, layer_plan
@@ -73,7 +73,7 @@ class DigitsWorkload(ClassificationWorkload):
     @classmethod
     def shipped_accuracies(cls, cfg: Mapping[str, Any]) -> list[tuple[dict[str, Any], str, float]]:
         """The held-out top-1 of every shipped variant, with ONNX Runtime (manifest.json,
-        written by ``python -m workloads.train_digits``)."""
+        written by ``python -m workloads.digits.train``)."""
         manifest = ASSETS / "manifest.json"
         if not manifest.exists():
             return []
@@ -101,7 +101,7 @@ class DigitsWorkload(ClassificationWorkload):
                          "training images)")
         return {"starting_weights_filename": self.weights_file(float(variant.params["width"])).name,
                 "retraining": "yes: MobileNet-v1 trained from scratch on the UCI digits "
-                              "(workloads/train_digits.py), not the MLPerf reference weights",
+                              "(workloads/digits/train.py), not the MLPerf reference weights",
                 "input_data_types": "fp32", "weight_data_types": variant.precision,
                 "weight_transformations": "; ".join(steps)}
 
