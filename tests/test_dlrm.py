@@ -195,7 +195,7 @@ def test_auc_equals_sklearn_and_mlperf_accuracy_script(small, tmp_path):
     if not (SHARED / "accuracy-dlrm.py").is_file():
         pytest.skip("../shared/mlperf is not present")
     variant = small.variant(dim=8, precision="int8")
-    respond = small.responder(variant, ort_predict(small.model_file(variant)), INPUTS, 1024)
+    respond = small.responder(variant, ort_predict(small.model_file(variant)), INPUTS, [], 1024)
     order = list(np.random.default_rng(0).permutation(small.total_sample_count))
     responses, log = {}, []
     for seq, start in enumerate(range(0, len(order), 7)):  # queries of 7 users

@@ -36,8 +36,9 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from backends.base import TensorSpec
-from workloads.base import Predict, Variant, parse_model_files
+from workloads.base import Predict, Variant, match_inputs, parse_model_files
 from workloads.images import load_rgb, resize_linear
+from workloads.models.model_io import model_io
 from workloads.tasks import detection_post as post
 from workloads.tasks.detection import MAP, DetectionWorkload, Sample
 
@@ -81,30 +82,6 @@ def _annotation_path(dataset_dir: Any) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"coco workload: dataset_dir: {path} does not exist")
     return path
-
-
-def model_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """A model file's inputs and outputs (ONNX by its graph, .tflite by the interpreter)."""
-    if path.suffix == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interp = Interpreter(model_path=str(path))
-        spec = lambda d: TensorSpec(d["name"], tuple(int(s) for s in d["shape"]),  # noqa: E731
-                                    np.dtype(d["dtype"]))
-        return ([spec(d) for d in interp.get_input_details()],
-                [spec(d) for d in interp.get_output_details()])
-    import onnx
-    from onnx import helper
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    init = {i.name for i in graph.initializer}
-
-    def spec(v):
-        t = v.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
-        return TensorSpec(v.name, shape, np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)))
-
-    return [spec(v) for v in graph.input if v.name not in init], [spec(v) for v in graph.output]
 
 
 def infer_interface(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> str:
@@ -183,7 +160,7 @@ class CocoResponder:
         outs = self.predict({self.spec.name: self._input(samples)})
         if self.interface == "yolo":
             dets = self._yolo(outs[0], n)
-        else:
+        else:  # TF's detection outputs, told apart by the names of the runtime's specs
             dets = self._ssd(outs, self.output_names, n)
         return self.writer.pack([s.index for s in samples], [d[0] for d in dets],
                                 [d[1] for d in dets], [d[2] for d in dets])
@@ -217,12 +194,25 @@ class CocoWorkload(DetectionWorkload):
     @classmethod
     def check(cls, cfg: Mapping[str, Any]) -> None:
         _annotation_path(cfg.get("dataset_dir"))
-        parse_models(cfg.get("models"))
+        models = parse_models(cfg.get("models"))
         interface = cfg.get("interface")
         values = interface.values() if isinstance(interface, Mapping) else [interface]
         bad = [v for v in values if v is not None and v not in INTERFACES]
         if bad:
             raise ValueError(f"coco workload: interface {bad[0]!r}; one of {INTERFACES}")
+        for name, files in models.items():
+            for precision, path in files.items():
+                try:
+                    cls._image_input(path, name, precision)
+                except ImportError:  # a .tflite file on a head without LiteRT: the worker checks it
+                    pass
+
+    @classmethod
+    def _image_input(cls, path: Path, model: str, precision: str) -> TensorSpec:
+        """The model's image input, as the detection task declares it (else one line)."""
+        key = f"models.{model}" + (f".{precision}" if precision != "fp32" else "")
+        return match_inputs(cls.inputs, model_io(path)[0],
+                            f"coco workload: {key}: {path.name}")["image"]
 
     @classmethod
     def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:
@@ -250,6 +240,7 @@ class CocoWorkload(DetectionWorkload):
             raise ValueError(f"coco workload: models.{model} has no {precision} file")
         path = self.models[model][precision]
         inputs, outputs = model_io(path)
+        image = self._image_input(path, model, precision)
         chosen = self._interface.get(model) if isinstance(self._interface, Mapping) \
             else self._interface
         if chosen is not None and chosen not in INTERFACES:
@@ -262,9 +253,9 @@ class CocoWorkload(DetectionWorkload):
         if interface == "yolo" and (knobs[1] is None or knobs[2] is None):
             raise ValueError("coco workload: a yolo model needs nms_iou and max_detections")
         name = f"{model}_{precision}_s{knobs[0]:g}_n{knobs[1]}_m{knobs[2]}"
-        return Variant(name, precision, resolution_of(inputs[0], interface),
+        return Variant(name, precision, resolution_of(image, interface),
                        {"model": model, "path": str(path), "interface": interface,
-                        "knobs": knobs, "outputs": [o.name for o in outputs]})
+                        "knobs": knobs, "input_dtypes": {"image": np.dtype(image.dtype).name}})
 
     def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
         path = Path(variant.params["path"])
@@ -290,10 +281,11 @@ class CocoWorkload(DetectionWorkload):
         return out
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
-                  batch_size: int) -> CocoResponder:
+                  outputs: Sequence[TensorSpec], batch_size: int) -> CocoResponder:
         p = variant.params
-        r = CocoResponder(predict, inputs[0], p["interface"], p["knobs"], variant.resolution)
-        r.output_names = list(p["outputs"])
+        image = match_inputs(self.inputs, inputs, f"coco workload: {variant.name}")["image"]
+        r = CocoResponder(predict, image, p["interface"], p["knobs"], variant.resolution)
+        r.output_names = [o.name for o in outputs]
         return r
 
     def annotations(self) -> dict:

@@ -112,7 +112,7 @@ class ClickLogsWorkload(DlrmWorkload):
         return {"starting_weights_filename": self.weights_file(variant.params["dim"]).name,
                 "retraining": "yes: a small DLRM trained from scratch on synthetic click logs "
                               "(workloads/click_logs/train.py), not the MLPerf reference weights",
-                "input_data_types": "fp32 dense, int64 sparse",
+                "input_data_types": self.input_data_types(variant),
                 "weight_data_types": ("fp32" if variant.precision == "fp32"
                                       else f"{variant.precision} embeddings, fp32 MLPs"),
                 "weight_transformations": steps[variant.precision]}

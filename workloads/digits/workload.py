@@ -1,9 +1,11 @@
 """The default workload: MobileNet-v1 (width x resolution x fp32/int8) on the UCI digits.
 
 Shipped: one weight file per width (``assets/``): float16 conv weights trained across all
-resolutions, plus each resolution's batch-norm scale/shift (``workloads/digits/train.py``). Built on first use and cached by content hash: the fp32 ONNX graph
-for a (width, resolution), and its int8 version by ONNX Runtime's post-training static
-quantization (QDQ, per-channel weights) calibrated on training images, never held-out ones.
+resolutions, plus each resolution's batch-norm scale/shift (``train.py``). Built on first
+use and cached by content hash: the fp32 ONNX graph for a (width, resolution), and its int8
+version by ONNX Runtime's post-training static quantization (QDQ, per-channel weights)
+calibrated on training images, never held-out ones. The task is classification
+(``workloads/tasks/classification.py``).
 """
 from __future__ import annotations
 
@@ -102,7 +104,8 @@ class DigitsWorkload(ClassificationWorkload):
         return {"starting_weights_filename": self.weights_file(float(variant.params["width"])).name,
                 "retraining": "yes: MobileNet-v1 trained from scratch on the UCI digits "
                               "(workloads/digits/train.py), not the MLPerf reference weights",
-                "input_data_types": "fp32", "weight_data_types": variant.precision,
+                "input_data_types": self.input_data_types(variant),
+                "weight_data_types": variant.precision,
                 "weight_transformations": "; ".join(steps)}
 
     def weights_file(self, width: float) -> Path:

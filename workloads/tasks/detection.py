@@ -5,22 +5,38 @@ preprocessed image with its original size (``Sample``); a response is MLPerf's f
 records ``[qsl_idx, ymin, xmin, ymax, xmax, score, class_id]`` (``detection_post``), seven
 floats a detection, written by the responder into a buffer it reuses; the score is COCO
 mAP computed as MLPerf's ``accuracy-coco.py`` computes it (``coco_eval``), from the
-workload's COCO-format ``annotations()``. How a model's outputs become boxes (an SSD head
-with anchors, TF's detection outputs, YOLO's rows) belongs to the model family.
+workload's COCO-format ``annotations()``. Declared tensors: one image input (N, ...) of
+uint8 or float32 (a family narrows it); how a model's outputs become boxes (an SSD head
+with anchors, TF's detection outputs, YOLO's rows) belongs to the model family, which
+declares them (``outputs``) and reads them by name from the runtime's output specs.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from workloads.base import Metric, Score, Workload
+from backends.base import TensorSpec
+from workloads.base import Metric, Score, TensorRole, Workload
 from workloads.tasks import coco_eval
 
-MAP = Metric("mAP", "mAP", "mAP")
+MAP = Metric("mAP", "mAP")
+IMAGE = TensorRole("image", ("uint8", "float32"), rank=4)
+
+
+def by_name(outs: Sequence[np.ndarray], outputs: Sequence[TensorSpec],
+            names: Sequence[str]) -> list[np.ndarray]:
+    """The outputs called ``names``, from ``predict``'s list (in the order of the runtime's
+    ``outputs`` specs): no guessing by shape or dtype."""
+    at = {spec.name: i for i, spec in enumerate(outputs)}
+    missing = [n for n in names if n not in at]
+    if missing:
+        raise ValueError(f"the model has no output {missing[0]!r}; its outputs: "
+                         f"{[spec.name for spec in outputs]}")
+    return [outs[at[n]] for n in names]
 
 
 @dataclass
@@ -38,6 +54,7 @@ class DetectionWorkload(Workload):
     QSL order), ``load_samples`` (``Sample``s) and the model family with its responder."""
 
     metric: ClassVar[Metric] = MAP
+    inputs: ClassVar[tuple[TensorRole, ...]] = (IMAGE,)
 
     def annotations(self) -> dict:
         raise NotImplementedError
@@ -59,6 +76,3 @@ class DetectionWorkload(Workload):
 
     def score(self, responses: Mapping[int, bytes]) -> Score:
         return coco_eval.score(self.ground_truth, responses, self.metric.name)
-
-    def describe(self) -> dict[str, Any]:
-        return super().describe()
