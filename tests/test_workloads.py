@@ -134,7 +134,31 @@ def test_the_responder_reads_outputs_by_the_runtimes_names(cache_dir):
     v = w.variant(width=0.5, resolution=64)
     image = [TensorSpec("image", (1, 1, 64, 64), np.dtype("float32"))]
     named = lambda *n: [TensorSpec(x, (), np.dtype("float32")) for x in n]  # noqa: E731
-    respond = w.responder(v, lambda feeds: [np.zeros((1, 1, 2)), np.zeros((1, 1, 2))], image,
-                          named("scores", "deltas"), 1)
-    with pytest.raises(ValueError, match="no output 'boxes'"):
-        respond(w.load_samples([0], v))
+    with pytest.raises(ValueError, match="no output 'boxes'; its outputs: .'scores', 'deltas'."):
+        w.responder(v, lambda feeds: [], image, named("scores", "deltas"), 1)
+
+
+SYNTHETIC = ("workloads.digits", "workloads.digit_canvases", "workloads.click_logs")
+
+
+def imported_modules(path) -> set[str]:
+    """Every module a file imports, lazily or not (``from a import b``: a and a.b)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("module", ["coco.py", "criteo.py", "imagenet.py", "images.py",
+                                    "tasks", "models"])
+def test_real_datasets_tasks_and_helpers_do_not_lean_on_the_synthetic_ones(module):
+    path = ROOT / "workloads" / module
+    files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+    leaning = [f"{f.relative_to(ROOT)} imports {name}" for f in files
+               for name in imported_modules(f) if name.startswith(SYNTHETIC)]
+    assert not leaning

@@ -53,8 +53,8 @@ from backends.cache import atomic_write_bytes
 from backends.base import TensorSpec
 from workloads.base import Variant, match_inputs, parse_model_files
 from workloads.models.model_io import model_io
-from workloads.tasks.classification import ClassificationWorkload
 from workloads.models.onnx_facts import inspect_onnx, offset_for
+from workloads.tasks.classification import ClassificationWorkload
 # load_rgb is re-exported: the tests and users decode images as the workload does
 from workloads.images import PROFILES, LruCache, load_rgb, resize_crop  # noqa: F401
 

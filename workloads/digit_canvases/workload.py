@@ -34,7 +34,7 @@ from backends.cache import content_hash, publish_file
 from workloads.base import Predict, TensorRole, Variant, match_inputs
 from workloads.digit_canvases import data, model as det, nms_graph
 from workloads.tasks import detection_post as post
-from workloads.tasks.detection import MAP, DetectionWorkload, Sample, by_name
+from workloads.tasks.detection import MAP, DetectionWorkload, Sample, output_positions
 
 WIDTHS = (0.5, 1.0, 2.0)
 RESOLUTIONS = (64, 96, 128)
@@ -74,10 +74,12 @@ OUTPUTS = (TensorRole("boxes", ("float32",), rank=3, last=4),
 class DetectionResponder:
     """Samples -> model input batch -> (boxes, logits) -> decode + NMS -> records."""
 
+    output_names = tuple(o.role for o in OUTPUTS)  # read from predict's list by these names
+
     def __init__(self, predict: Predict, spec: TensorSpec, outputs: Sequence[TensorSpec],
                  resolution: int, knobs: dict, batch_size: int):
         self.predict, self.name, self.knobs = predict, spec.name, knobs
-        self.output_specs = list(outputs)
+        self.at = output_positions(outputs, self.output_names)
         # a TFLite model takes NHWC; with one channel that is the same bytes as NCHW
         self.nhwc = len(spec.shape) == 4 and spec.shape[1] == resolution
         self.anchors = det.anchors(resolution)
@@ -100,8 +102,8 @@ class DetectionResponder:
 
     def __call__(self, samples: Sequence[Sample]) -> list[tuple[int, int]]:
         n = len(samples)
-        reg, logits = by_name(self.predict({self.name: self._images(samples)}),
-                              self.output_specs, [o.role for o in OUTPUTS])
+        outs = self.predict({self.name: self._images(samples)})
+        reg, logits = outs[self.at[0]], outs[self.at[1]]
         scores = post.softmax(logits)[..., 1:]  # background dropped: column d = digit d
         k = self.knobs
         boxes, confs, ids = [], [], []
@@ -118,6 +120,8 @@ class DetectionResponder:
 class GraphNmsResponder(DetectionResponder):
     """Samples -> model input batch and thresholds -> the graph's kept boxes -> records."""
 
+    output_names = nms_graph.OUTPUTS
+
     def __init__(self, predict: Predict, spec: TensorSpec, outputs: Sequence[TensorSpec],
                  resolution: int, knobs: dict, batch_size: int):
         super().__init__(predict, spec, outputs, resolution, knobs, batch_size)
@@ -125,7 +129,7 @@ class GraphNmsResponder(DetectionResponder):
 
     def __call__(self, samples: Sequence[Sample]) -> list[tuple[int, int]]:
         outs = self.predict({self.name: self._images(samples), **self.feeds})
-        index, boxes, scores = by_name(outs, self.output_specs, nms_graph.OUTPUTS)
+        index, boxes, scores = (outs[i] for i in self.at)
         per_image = nms_graph.split(index, boxes, scores, len(samples),
                                     self.knobs["max_detections"])
         return self.writer.pack([s.index for s in samples], [b for b, _, _ in per_image],

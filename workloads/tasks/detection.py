@@ -27,16 +27,15 @@ MAP = Metric("mAP", "mAP")
 IMAGE = TensorRole("image", ("uint8", "float32"), rank=4)
 
 
-def by_name(outs: Sequence[np.ndarray], outputs: Sequence[TensorSpec],
-            names: Sequence[str]) -> list[np.ndarray]:
-    """The outputs called ``names``, from ``predict``'s list (in the order of the runtime's
-    ``outputs`` specs): no guessing by shape or dtype."""
+def output_positions(outputs: Sequence[TensorSpec], names: Sequence[str]) -> list[int]:
+    """Where the outputs called ``names`` sit in ``predict``'s list (the order of the
+    runtime's ``outputs`` specs), found once per responder: no guessing by shape or dtype."""
     at = {spec.name: i for i, spec in enumerate(outputs)}
     missing = [n for n in names if n not in at]
     if missing:
         raise ValueError(f"the model has no output {missing[0]!r}; its outputs: "
                          f"{[spec.name for spec in outputs]}")
-    return [outs[at[n]] for n in names]
+    return [at[n] for n in names]
 
 
 @dataclass
