@@ -96,6 +96,26 @@ def test_a_dlrm_with_other_inputs_is_refused_before_any_trial(tmp_path):
     assert "\n" not in message
 
 
+def test_the_cli_refuses_it_in_one_line(tmp_path, cache_dir):
+    from onnx import TensorProto
+
+    from tests.test_cli import run
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "day_23").write_text("0" + "\t1" * 13 + "\ta" * 26 + "\n")
+    bad = _onnx(tmp_path / "bad.onnx", [("x", TensorProto.FLOAT, ["N", 13]),
+                                         ("ids", TensorProto.INT32, ["N", 26])])
+    proc = run(["-m", "tuner", "+space=criteo", f"workload.dataset_dir={tmp_path / 'data'}",
+                f"workload.models={{dlrm: {bad}}}", f"hydra.run.dir={tmp_path / 'run'}"],
+               tmp_path, cache_dir, 120)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "error: workload: criteo workload: models.dlrm: bad.onnx has inputs 'x' "
+        "float32[None, 13], 'ids' int32[None, 26]; the task takes dense float32 [N, 13]; "
+        "sparse int64 [N, 26] (no input is its sparse)"]
+    assert not (tmp_path / "run" / "trials.parquet").exists()
+
+
 def test_a_coco_model_that_takes_no_image_is_refused_before_any_trial(tmp_path):
     from onnx import TensorProto
 
