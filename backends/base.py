@@ -16,12 +16,15 @@ Lifecycle, in the order the measuring harness calls it:
 3. ``warmup(feeds)``: a few predictions so first-call costs (allocation, JIT) stay out of
    LoadGen's figures.
 4. ``predict(feeds)`` many times: a dict of named inputs in, the list of all outputs out
-   (the MLCommons reference backend's shape), in ``outputs`` order.
+   (the MLCommons reference backend's shape), in ``outputs`` order, which is the model
+   file's own output order (``tests/test_backends.py`` checks every runtime).
 5. ``close()``: free native resources before the next trial.
 
-``OUTPUT_INVARIANT_KNOBS`` names the knobs that never change a model's outputs (thread
-counts, say), so an accuracy measured under one setting holds for the others; any other
-knob (a graph optimisation level, a kernel library, a precision) may change them.
+``KNOBS`` names the options a runtime takes (the search space's ``backends.<name>.knobs``;
+any other is refused in ``load``). ``OUTPUT_INVARIANT_KNOBS`` names those that never change
+a model's outputs (thread counts, say), so an accuracy measured under one setting holds for
+the others; any other knob (a graph optimisation level, a kernel library, a precision) may
+change them.
 
 Backends know nothing of studies, tasks or LoadGen; they only run a model.
 """
@@ -60,6 +63,8 @@ class Backend:
     name: ClassVar[str] = ""
     #: the model file format this runtime loads ("onnx", "tflite", ...)
     model_format: ClassVar[str] = "onnx"
+    #: the options (knobs) it takes; ``load`` refuses any other (``_unknown_options``)
+    KNOBS: ClassVar[frozenset[str]] = frozenset()
     #: knobs that leave the outputs bit for bit the same (see the module docstring)
     OUTPUT_INVARIANT_KNOBS: ClassVar[frozenset[str]] = frozenset()
 
@@ -103,7 +108,7 @@ class Backend:
             return bool(value)
         raise BackendOptionError(f"{self.name}: {name}={value!r} is not a boolean")
 
-    def _unknown_options(self, known: set[str]) -> None:
+    def _unknown_options(self, known: frozenset[str] | set[str]) -> None:
         unknown = set(self.options) - known
         if unknown:
             raise BackendOptionError(f"{self.name}: unknown option(s) {sorted(unknown)}; "

@@ -23,7 +23,7 @@ EDGETPU_LIBRARY = "libedgetpu.so.1"
 class LiteRTBackend(Backend):
     name = "litert"
     model_format = "tflite"
-    KNOBS = {"num_threads", "xnnpack", "edgetpu"}
+    KNOBS = frozenset({"num_threads", "xnnpack", "edgetpu"})
     # XNNPACK and the Edge TPU run other kernels than the builtin ones: outputs may differ
     OUTPUT_INVARIANT_KNOBS = frozenset({"num_threads"})
 

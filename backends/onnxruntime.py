@@ -17,8 +17,8 @@ _EXECUTION_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     model_format = "onnx"
-    KNOBS = {"intra_op_threads", "inter_op_threads", "graph_optimization", "execution_mode",
-             "allow_spinning"}
+    KNOBS = frozenset({"intra_op_threads", "inter_op_threads", "graph_optimization",
+                       "execution_mode", "allow_spinning"})
     # graph_optimization fuses and reorders float ops, so it may change outputs
     OUTPUT_INVARIANT_KNOBS = frozenset({"intra_op_threads", "inter_op_threads",
                                         "execution_mode", "allow_spinning"})

@@ -56,7 +56,7 @@ __all__ = ["TVMBackend"]
 class TVMBackend(Backend):
     name = "tvm"
     model_format = "onnx"
-    KNOBS = {"num_threads", "tuning_trials", "target", "batch_size", "bind_threads"}
+    KNOBS = frozenset({"num_threads", "tuning_trials", "target", "batch_size", "bind_threads"})
     # tuned kernels (another schedule) and the target (other instructions) may change
     # float results; the thread count and pinning do not
     OUTPUT_INVARIANT_KNOBS = frozenset({"num_threads", "bind_threads", "batch_size"})
@@ -131,6 +131,7 @@ class TVMBackend(Backend):
         self.library_path = cache_root / f"{stem}-{key}.so"
         self.inputs = [TensorSpec(name, (self._batch, *shape), dtype)
                        for name, shape, dtype in _onnx_inputs(model)]
+        self.outputs = _onnx_outputs(model)
 
         built = []
 
@@ -280,6 +281,19 @@ def _onnx_inputs(model: Path) -> list[tuple[str, tuple[int, ...], np.dtype]]:
         out.append((inp.name, tuple(int(d.dim_value) for d in dims),
                     np.dtype(tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))))
     return out
+
+
+def _onnx_outputs(model: Path) -> list[TensorSpec]:
+    """The graph's outputs in its order, which is the order relax's ``main`` returns them:
+    name, shape (None where symbolic), dtype."""
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    return [TensorSpec(out.name, tuple(d.dim_value if d.HasField("dim_value") else None
+                                       for d in out.type.tensor_type.shape.dim),
+                       np.dtype(tensor_dtype_to_np_dtype(out.type.tensor_type.elem_type)))
+            for out in graph.output]
 
 
 def _c_compiler() -> str | None:

@@ -48,7 +48,8 @@ def _setup(workload_cfg: dict, params: dict, batch: int):
     backend = backends.load("onnxruntime", str(workload.model_file(variant)),
                             {"intra_op_threads": 1}, None)
     samples = list(workload.load_samples(list(range(workload.total_sample_count)), variant))
-    respond = workload.responder(variant, backend.predict, backend.inputs, batch)
+    respond = workload.responder(variant, backend.predict, backend.inputs, backend.outputs,
+                                 batch)
     for _ in range(20):
         respond(samples[:1])
     return workload, variant, samples, respond, workload.samples_per_batch(batch)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments import sequential
-from workloads import digits_data
+from workloads.digits import data as digits_data
 from workloads.digits import PRECISIONS, RESOLUTIONS, WIDTHS, DigitsWorkload
 
 

@@ -62,7 +62,7 @@ def predict_nchw(backend, x):
     model takes (a TFLite model's input is NHWC)."""
     import numpy as np
 
-    from workloads.classification import is_nhwc
+    from workloads.tasks.classification import is_nhwc
 
     spec = backend.inputs[0]
     if is_nhwc(spec, x.shape[-1]):

@@ -88,3 +88,67 @@ def test_cache_publishes_whole_artifacts_once(tmp_path):
     assert (tmp_path / "tvm" / "db" / "records.json").read_text() == "[]"
     atomic_write_bytes(tmp_path / "crops" / "a.npy", b"crop")
     assert [p.name for p in (tmp_path / "crops").iterdir()] == ["a.npy"]
+
+
+def _three_outputs(path):
+    """An ONNX model whose outputs are declared out of alphabetical order, with values that
+    tell them apart: zeta = x + 1, alpha = 2x, mid = x - 3."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    c = lambda name, v: helper.make_tensor(name, TensorProto.FLOAT, [], [v])  # noqa: E731
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["zeta"]),
+         helper.make_node("Mul", ["x", "two"], ["alpha"]),
+         helper.make_node("Sub", ["x", "three"], ["mid"])], "order",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4])
+         for n in ("zeta", "alpha", "mid")],
+        [c("one", 1.0), c("two", 2.0), c("three", 3.0)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", ["onnxruntime", "tvm", "tensorrt"])
+def test_onnx_runtimes_keep_outputs_in_the_models_order(name, tmp_path, cache_dir):
+    """What backends/base.py promises and the responders rely on: ``outputs`` lists the
+    model file's outputs in its order, and ``predict`` returns them in that order."""
+    import numpy as np
+
+    cls = backends.get(name)
+    if cls.available():
+        pytest.skip(cls.available())
+    backend = cls(str(_three_outputs(tmp_path / "order.onnx")), {}, str(cache_dir))
+    backend.load()
+    try:
+        x = np.arange(8, dtype=np.float32).reshape(2, 4)
+        outs = backend.predict({"x": x})
+        assert [s.name for s in backend.outputs] == ["zeta", "alpha", "mid"]
+        expected = {"zeta": x + 1, "alpha": 2 * x, "mid": x - 3}
+        for spec, out in zip(backend.outputs, outs, strict=True):
+            np.testing.assert_allclose(out, expected[spec.name])
+    finally:
+        backend.close()
+
+
+def test_litert_keeps_outputs_in_the_models_order(cache_dir):
+    """The same on LiteRT, with the detector's .tflite (outputs boxes, then logits)."""
+    import numpy as np
+
+    from workloads.digit_canvases import DigitCanvasesWorkload
+
+    cls = backends.get("litert")
+    if cls.available():
+        pytest.skip(cls.available())
+    w = DigitCanvasesWorkload(cache_dir=cache_dir)
+    v = w.variant(width=0.5, resolution=64)
+    backend = cls(str(w.model_file(v, "tflite")), {"num_threads": 1}, str(cache_dir))
+    backend.load()
+    try:
+        outs = backend.predict({backend.inputs[0].name: np.zeros((1, 64, 64, 1), np.float32)})
+        assert [s.name for s in backend.outputs] == ["boxes", "logits"]
+        assert [o.shape[-1] for o in outs] == [4, 11]
+    finally:
+        backend.close()

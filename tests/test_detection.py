@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from workloads.digit_canvases import coco_eval, data, model as det, postprocess as post
+from workloads.digit_canvases import data, model as det
+from workloads.tasks import coco_eval, detection_post as post
 from workloads.digit_canvases.workload import DigitCanvasesWorkload, Sample
 
 ACCURACY_COCO = ROOT.parent / "shared" / "mlperf" / "accuracy-coco.py"
@@ -152,9 +153,12 @@ def test_responder_on_perfect_outputs_scores_map_one(workload, nhwc):
         seen.append(len(x))
         idx = next_indices.pop(0)
         reg, logits = _ground_truth_outputs(workload, res, idx)
-        return [logits, reg]  # out of order on purpose: outputs are found by shape
+        return [logits, reg]  # out of the model's order on purpose: read by the specs' names
 
-    respond = workload.responder(v, predict, [TensorSpec("image", shape, np.dtype("float32"))], 8)
+    outputs = [TensorSpec("logits", (), np.dtype("float32")),
+               TensorSpec("boxes", (), np.dtype("float32"))]
+    respond = workload.responder(v, predict, [TensorSpec("image", shape, np.dtype("float32"))],
+                                 outputs, 8)
     samples = workload.load_samples(range(workload.total_sample_count), v)
     assert isinstance(samples[3], Sample) and samples[3].index == 3
     assert samples[3].image.shape == (1, 1, res, res)

@@ -117,7 +117,8 @@ def _run(workload, variant, model_path):
     i = sess.get_inputs()[0]
     spec = TensorSpec(i.name, tuple(d if isinstance(d, int) else -1 for d in i.shape),
                       np.dtype(np.uint8 if "uint8" in i.type else np.float32))
-    respond = workload.responder(variant, lambda feeds: sess.run(None, feeds), [spec], 2)
+    outputs = [TensorSpec(o.name, (), np.dtype(np.float32)) for o in sess.get_outputs()]
+    respond = workload.responder(variant, lambda feeds: sess.run(None, feeds), [spec], outputs, 2)
     samples = workload.load_samples(range(workload.total_sample_count), variant)
     assert [int(s.image[0, 0, 0]) for s in samples] == COLOURS[:len(samples)]
     responses = {}
@@ -236,7 +237,7 @@ def test_tflite_detect_outputs_by_name_with_0_based_classes():
     """detect.tflite: float input in [-1, 1], outputs fetched by name, class + 1 = COCO id."""
     from backends.base import TensorSpec
     from workloads.coco import CocoResponder, CocoSample
-    from workloads.digit_canvases.postprocess import records
+    from workloads.tasks.detection_post import records
 
     seen = {}
 

@@ -48,9 +48,18 @@ def _litert(path):
     return predict
 
 
-def _map(workload, variant, predict, nhwc=False):
+def _outputs(*names):
+    return [TensorSpec(name, (), np.dtype("float32")) for name in names]
+
+
+ORT_OUTPUTS = _outputs("boxes", "logits")  # the ONNX graph's order
+LITERT_OUTPUTS = _outputs("logits", "boxes")  # what _litert's predict returns
+
+
+def _map(workload, variant, predict, nhwc=False, outputs=ORT_OUTPUTS):
     shape = (1, RES, RES, 1) if nhwc else (1, 1, RES, RES)
-    respond = workload.responder(variant, predict, [TensorSpec("image", shape, np.dtype("float32"))], 1)
+    respond = workload.responder(variant, predict, [TensorSpec("image", shape, np.dtype("float32"))],
+                                 outputs, 1)
     responses = {}
     for s in workload.load_samples(range(COUNT), variant):
         (addr, n), = respond([s])
@@ -68,7 +77,8 @@ def test_onnx_and_tflite_fp32_agree(workload):
     assert np.allclose(lite_boxes, boxes, atol=1e-4) and np.allclose(lite_logits, logits, atol=1e-4)
     fp32 = _map(workload, v, _ort(workload.model_file(v, "onnx")))
     assert fp32.value > 0.2 and fp32.extras["AP50"] > 0.4
-    assert _map(workload, v, _litert(workload.model_file(v, "tflite")), nhwc=True).value == \
+    assert _map(workload, v, _litert(workload.model_file(v, "tflite")), nhwc=True,
+                outputs=LITERT_OUTPUTS).value == \
         pytest.approx(fp32.value, abs=0.005)
 
 
@@ -77,7 +87,8 @@ def test_int8_models_stay_close(workload):
                 _ort(workload.model_file(workload.variant(width=WIDTH, resolution=RES))))
     v = workload.variant(width=WIDTH, resolution=RES, precision="int8")
     ort_int8 = _map(workload, v, _ort(workload.model_file(v, "onnx")))
-    lite_int8 = _map(workload, v, _litert(workload.model_file(v, "tflite")), nhwc=True)
+    lite_int8 = _map(workload, v, _litert(workload.model_file(v, "tflite")), nhwc=True,
+                     outputs=LITERT_OUTPUTS)
     assert abs(ort_int8.value - fp32.value) < 0.05 and abs(lite_int8.value - fp32.value) < 0.05
 
 
@@ -89,7 +100,7 @@ def test_knobs_trade_detections_for_speed(workload):
     sizes = []
     for v in (loose, tight):
         respond = workload.responder(v, predict, [TensorSpec("image", (1, 1, RES, RES),
-                                                             np.dtype("float32"))], 4)
+                                                             np.dtype("float32"))], ORT_OUTPUTS, 4)
         sizes.append(sum(n for _, n in respond(workload.load_samples(range(4), v))))
     assert sizes[0] > sizes[1] > 0 and sizes[1] <= 4 * 2 * 28
 
@@ -118,10 +129,10 @@ def test_nms_in_the_graph_answers_what_the_harness_does(workload):
         specs = [TensorSpec("image", (-1, 1, RES, RES), np.dtype("float32")),
                  TensorSpec("score_threshold", (), np.dtype("float32"))]
         by_harness = _map(workload, harness, _ort(workload.model_file(harness)))
-        by_graph = _map(workload, graph, predict)
+        by_graph = _map(workload, graph, predict, outputs=_outputs(*nms_graph.OUTPUTS))
         assert by_graph.value == pytest.approx(by_harness.value, abs=1e-9), precision
         # a batch of 8 answers each canvas what it answers alone
-        respond = workload.responder(graph, predict, specs, 8)
+        respond = workload.responder(graph, predict, specs, _outputs(*nms_graph.OUTPUTS), 8)
         samples = workload.load_samples(range(8), graph)
         batched = [ctypes.string_at(a, n) for a, n in respond(samples)]
         alone = [ctypes.string_at(*respond([s])[0]) for s in samples]
@@ -132,7 +143,7 @@ def test_nms_in_the_graph_answers_what_the_harness_does(workload):
 
 
 def test_digit_pool_is_the_digits_split():
-    from workloads import digits_data
+    from workloads.digits import data as digits_data
 
     pool, split = data._digit_pool(), digits_data.load_split()
     assert all(np.array_equal(pool[k], split[k]) and pool[k].dtype == split[k].dtype for k in split)

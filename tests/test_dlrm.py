@@ -16,7 +16,7 @@ from tests.conftest import DATA, ROOT
 from workloads.click_logs import WORKLOAD
 from workloads.click_logs.data import VOCAB, ClickModel
 from workloads.click_logs.model import DIMS, PRECISIONS, build_onnx
-from workloads.click_logs.task import QUANTILE, PairResponder, read_quantile, user_offsets
+from workloads.tasks.recommendation import QUANTILE, PairResponder, read_quantile, user_offsets
 from workloads.click_logs.workload import ASSETS
 
 SHARED = ROOT.parent / "shared" / "mlperf"  # MLPerf's scorers, run as oracles
@@ -221,7 +221,7 @@ def test_auc_equals_sklearn_and_mlperf_accuracy_script(small, tmp_path):
     if not (SHARED / "accuracy-dlrm.py").is_file():
         pytest.skip(f"runs MLPerf's scorer accuracy-dlrm.py from ../shared/mlperf: not at {SHARED}")
     variant = small.variant(dim=8, precision="int8")
-    respond = small.responder(variant, ort_predict(small.model_file(variant)), INPUTS, 1024)
+    respond = small.responder(variant, ort_predict(small.model_file(variant)), INPUTS, [], 1024)
     order = list(np.random.default_rng(0).permutation(small.total_sample_count))
     responses, log = {}, []
     for seq, start in enumerate(range(0, len(order), 7)):  # queries of 7 users

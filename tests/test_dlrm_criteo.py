@@ -88,7 +88,7 @@ def test_auc_is_exactly_sklearns(tmp_path, cache_dir):
     sess = ort.InferenceSession(str(w.model_file(variant)), providers=["CPUExecutionProvider"])
     inputs = [TensorSpec(i.name, tuple(i.shape), np.dtype(np.int64 if "int64" in i.type else np.float32))
               for i in sess.get_inputs()]
-    respond = w.responder(variant, lambda feeds: sess.run(None, feeds), inputs, 300)
+    respond = w.responder(variant, lambda feeds: sess.run(None, feeds), inputs, [], 300)
     responses = {}
     for query in ([0, 2], [1], list(range(3, w.total_sample_count))):
         for idx, (address, nbytes) in zip(query, respond(w.load_samples(query, variant))):

@@ -14,7 +14,7 @@ import pytest
 from tuner.trial import Fidelity, TrialConfig
 from workloads import create
 from workloads.imagenet import ImagenetWorkload, load_rgb
-from workloads.mobilenet import build_onnx, layer_plan, weight_shapes
+from workloads.models.mobilenet import build_onnx, layer_plan, weight_shapes
 
 # (height, width): both orientations, odd ratios, two smaller than the 256 resize (so the
 # resize enlarges), and an exact 2x shrink (cv2's whole-number INTER_AREA path).

@@ -137,7 +137,7 @@ def test_litert_trial_through_loadgen(workload, cache_dir, measure_fresh):
 def test_missing_schema_is_a_clear_error(monkeypatch):
     import sys
 
-    from workloads import tflite_export
+    from workloads.models import tflite_export
 
     import ai_edge_litert
 

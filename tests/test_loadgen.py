@@ -9,7 +9,7 @@ import pytest
 
 from experiments import loadgen_logs
 from tuner.trial import Fidelity, TrialConfig
-from workloads.classification import top1
+from workloads.tasks.classification import top1
 from workloads.digits import DigitsWorkload
 
 VARIANT = {"width": 0.25, "resolution": 32, "precision": "fp32"}

@@ -68,7 +68,7 @@ def test_the_shipped_accuracies_are_the_searchs_prior(tmp_path, cache_dir):
     space = SearchSpace.from_config(plain(cfg.space), plain(cfg.backends), plain(cfg.scenario),
                                     output_changing=output_changing_knobs(["onnxruntime", "litert"]))
     prior = shipped_accuracy_prior(cfg, space)
-    top1 = json.loads((ROOT / "workloads/assets/manifest.json").read_text())["top1"]
+    top1 = json.loads((ROOT / "workloads/digits/assets/manifest.json").read_text())["top1"]
     ort_keys = {space.accuracy_key(p) for p in space.grid() if p["backend"] == "onnxruntime"}
     assert set(prior) == ort_keys and len(ort_keys) >= 8  # LiteRT's are not in the manifest
     for key, value in prior.items():
@@ -94,7 +94,7 @@ def test_study_end_to_end_then_resume(tmp_path, cache_dir, dispatcher):
         assert "result_validity" in detail.read_text()
         assert (tmp_path / r["log_dir"] / "accuracy" / "mlperf_log_accuracy.json").exists()
     # The floor is 99% of the family's best fp32 top-1 (shipped manifest).
-    best = max(json.loads((ROOT / "workloads/assets/manifest.json").read_text())["top1"].values())
+    best = max(json.loads((ROOT / "workloads/digits/assets/manifest.json").read_text())["top1"].values())
     assert [r["accuracy_floor"] for r in first] == pytest.approx([0.99 * best] * 6)
     for r in first:
         assert (r["state"] == "complete") == (r["accuracy"] >= r["accuracy_floor"])

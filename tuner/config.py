@@ -307,6 +307,9 @@ def _check_workload(cfg: DictConfig) -> None:
         cls = workloads.workload_class(cfg.workload.name)
     except KeyError as exc:
         raise ConfigError(f"workload.name: {exc.args[0]}") from None
+    problem = cls.declared_problem()  # e.g. no loadgen_model: no default rules to run under
+    if problem:
+        raise ConfigError(f"workload: {problem}")
     conf = OmegaConf.to_container(cfg.workload, resolve=True)
     try:
         cls.check(conf)

@@ -1,10 +1,15 @@
-"""A workload is a task plug-in: a model family + a dataset + how a response is encoded and
-scored. The engine moves bytes and figures and never knows what a class, a box or a click is.
+"""A workload is a dataset + a model family, of one task: the task (``workloads/tasks/``)
+says how a response is encoded and scored and which tensors a model takes and gives. The
+engine moves bytes and figures and never knows what a class, a box or a click is.
 
-Registration: a workload named ``NAME`` is the module (or package) ``workloads.NAME``
-exposing ``WORKLOAD`` (its class), plus the conf group entry ``conf/workload/NAME.yaml``
-whose schema is the class's ``Config`` dataclass (registered as ``NAME_schema``). Nothing
-else names it.
+Registration: a workload named ``NAME`` is one line of ``workloads.REGISTRY`` (the module
+exposing ``WORKLOAD``, its class), plus the conf group entry ``conf/workload/NAME.yaml``
+whose schema is the class's ``Config`` dataclass (registered as ``NAME_schema``).
+
+Declared, never defaulted: a workload's class names its LoadGen model (``loadgen_model``:
+MLPerf's rules, seeds and the benchmark it packs as) and its task declares its model's
+inputs and outputs (``inputs``, ``outputs``: ``TensorRole``s); ``declared_problem()`` says
+what is missing, and the config check refuses such a workload before any trial.
 
 Lifecycle on a worker, per trial:
 
@@ -14,17 +19,19 @@ Lifecycle on a worker, per trial:
    building and caching it on first use (content-hash keyed).
 3. LoadGen's QSL calls ``load_samples(indices, variant)``: one preprocessed sample per
    index, of any structure the workload likes (an array, a dict of named arrays, ...).
-4. ``responder(variant, predict, inputs, batch_size)`` returns the callable the SUT
-   answers queries with: loaded samples in, one LoadGen response (address, byte count)
+4. ``responder(variant, predict, inputs, outputs, batch_size)`` returns the callable the
+   SUT answers queries with: loaded samples in, one LoadGen response (address, byte count)
    per sample out. It owns batching the samples into the model's named inputs, running
-   ``predict`` (a runtime's ``dict of named inputs -> list of all outputs``), decoding the
-   outputs, and the buffers the responses point into (valid until its next call).
+   ``predict`` (a runtime's ``dict of named inputs -> list of all outputs``, in the order
+   of ``outputs``, the runtime's output specs), decoding the outputs, and the buffers the
+   responses point into (valid until its next call).
 5. ``score(responses)`` scores an accuracy log (qsl index -> response bytes) with the
    task's metric and gives MLPerf's ``accuracy.txt`` line.
 
 Class-level facts the driver reads without building the workload (no dataset parsed on the
-head node): ``metric``, ``loadgen_model``, ``check(cfg)``, ``reference_accuracy(cfg)``,
-``model_choices(cfg)``, ``shipped_accuracies(cfg)``.
+head node): ``metric``, ``loadgen_model``, ``inputs``/``outputs``, ``declared_problem()``,
+``check(cfg)``, ``reference_accuracy(cfg)``, ``model_choices(cfg)``,
+``shipped_accuracies(cfg)``.
 """
 from __future__ import annotations
 
@@ -45,11 +52,11 @@ Response = tuple[int, int]  # (address, byte count) of one sample's response
 
 @dataclass(frozen=True)
 class Metric:
-    """A task's accuracy metric: ``name`` is what records store (``accuracy_metric``),
-    ``label`` what axes and tables show, ``mlperf_key`` the key of accuracy.txt's line."""
+    """A task's accuracy metric: ``name`` is what records store (``accuracy_metric``) and
+    reports show; ``mlperf_key`` the key of its line in accuracy.txt, which the score's
+    text starts with and the packer reads back (``experiments.mlperf.ACCURACY_LINES``)."""
 
     name: str
-    label: str
     mlperf_key: str
 
 
@@ -75,6 +82,64 @@ class Variant:
     params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
+
+#: numpy dtype -> how MLPerf's measurements.json writes it (``input_data_types``)
+MLPERF_DTYPES = {"float32": "fp32", "float16": "fp16", "uint8": "uint8", "int8": "int8",
+                 "int32": "int32", "int64": "int64"}
+
+
+@dataclass(frozen=True)
+class TensorRole:
+    """A tensor a task declares: its role (what its responder calls it), the dtypes it may
+    have, its rank (None: any) and its last axis where the task fixes it."""
+
+    role: str
+    dtypes: tuple[str, ...]
+    rank: int | None = None
+    last: int | None = None
+
+    def accepts(self, spec: TensorSpec) -> bool:
+        shape = tuple(spec.shape)
+        return (np.dtype(spec.dtype).name in self.dtypes
+                and (self.rank is None or len(shape) == self.rank)
+                and (self.last is None or (bool(shape) and shape[-1] in (self.last, None, -1))))
+
+    def __str__(self) -> str:
+        dims = ["N"] + ["?"] * max(0, (self.rank or 0) - 2) + \
+            ([str(self.last or "?")] if (self.rank or 0) > 1 else [])
+        return f"{self.role} {'|'.join(self.dtypes)}" + \
+            (f" [{', '.join(dims)}]" if self.rank else " scalar" if self.rank == 0 else "")
+
+
+def describe_specs(specs: Sequence[TensorSpec]) -> str:
+    return ", ".join(f"{s.name!r} {np.dtype(s.dtype).name}{list(s.shape)}" for s in specs) \
+        or "none"
+
+
+def match_inputs(declared: Sequence[TensorRole], found: Sequence[TensorSpec],
+                 where: str) -> dict[str, TensorSpec]:
+    """Each declared input's tensor among a model's inputs (role -> spec), matched by
+    dtype, rank and last axis in declared order. A model with other inputs than declared
+    is a ValueError in one line: ``where`` (the workload, the model's key and file), the
+    model's inputs, what the task takes and which input does not fit."""
+    left, out = list(found), {}
+    for role in declared:
+        spec = next((s for s in left if role.accepts(s)), None)
+        if spec is None:
+            raise _mismatch(declared, found, where, f"no input is its {role.role}")
+        out[role.role] = spec
+        left.remove(spec)
+    if left:
+        raise _mismatch(declared, found, where, f"input {left[0].name!r} is none of these")
+    return out
+
+
+def _mismatch(declared: Sequence[TensorRole], found: Sequence[TensorSpec], where: str,
+              why: str) -> ValueError:
+    return ValueError(f"{where} has inputs {describe_specs(found)}; the task takes "
+                     f"{'; '.join(map(str, declared))} ({why})")
+
+
 class Responder(Protocol):
     def __call__(self, samples: Sequence[Any]) -> Sequence[Response]: ...
 
@@ -82,8 +147,14 @@ class Responder(Protocol):
 class Workload:
     name: ClassVar[str] = ""
     metric: ClassVar[Metric]
-    #: the LoadGen model name used in FromConfig (its mlperf.conf rules and seeds)
-    loadgen_model: ClassVar[str] = "resnet50"
+    #: the LoadGen model name used in FromConfig (its mlperf.conf rules and seeds, and the
+    #: benchmark a result packs as): every workload names its own, there is no default
+    loadgen_model: ClassVar[str]
+    #: the model's inputs the task feeds (matched by dtype, rank and last axis)
+    inputs: ClassVar[tuple[TensorRole, ...]]
+    #: the outputs its responder reads, in the model's order, where they are fixed (a
+    #: family with several output interfaces, COCO's, reads them by name per interface)
+    outputs: ClassVar[tuple[TensorRole, ...]] = ()
     #: the typed schema of conf/workload/<name>.yaml (a dataclass)
     Config: ClassVar[type]
 
@@ -91,6 +162,18 @@ class Workload:
         self.cache_dir = Path(cache_dir or default_cache_dir())
 
     # --- facts read without building the workload ----------------------------------
+    @classmethod
+    def declared_problem(cls) -> str | None:
+        """What the class leaves undeclared that a run needs, in one line naming the
+        workload; None when all is there."""
+        for attr, what in (("metric", "its task's metric"),
+                           ("loadgen_model", "its LoadGen model (e.g. resnet50, yolo, dlrm): "
+                                             "MLPerf's rules and the benchmark it packs as"),
+                           ("inputs", "its model's inputs (its task's TensorRoles)")):
+            if not getattr(cls, attr, None):
+                return f"{cls.name or cls.__name__} workload: declares no `{attr}` ({what})"
+        return None
+
     @classmethod
     def check(cls, cfg: Mapping[str, Any]) -> None:
         """Cheap checks of a config on the head node before any trial: files and folders
@@ -132,7 +215,9 @@ class Workload:
         raise NotImplementedError
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
-                  batch_size: int) -> Responder:
+                  outputs: Sequence[TensorSpec], batch_size: int) -> Responder:
+        """``inputs`` and ``outputs``: the runtime's specs of the loaded model, ``predict``'s
+        outputs in the order of ``outputs``."""
         raise NotImplementedError
 
     def score(self, responses: Mapping[int, bytes]) -> Score:
@@ -157,6 +242,24 @@ class Workload:
         return None
 
     # --- what the packer needs ----------------------------------------------------
+    def input_data_types(self, variant: Variant) -> str:
+        """measurements.json's ``input_data_types``: the model's input dtypes as the variant
+        read them from its file (``params["input_dtypes"]``: role -> numpy dtype name), else
+        as the task declares them where it allows one dtype per input. One input: "fp32";
+        several: "fp32 dense, int64 sparse"."""
+        read = variant.params.get("input_dtypes") or {}
+        names = {}
+        for role in self.inputs:
+            dtype = read.get(role.role) or (role.dtypes[0] if len(role.dtypes) == 1 else None)
+            if dtype is None:
+                raise ValueError(f"{self.name} workload: the {role.role} input may be "
+                                 f"{'|'.join(role.dtypes)}; its variant must say which "
+                                 "(params['input_dtypes'])")
+            names[role.role] = MLPERF_DTYPES.get(dtype, dtype)
+        if len(names) == 1:
+            return next(iter(names.values()))
+        return ", ".join(f"{dtype} {role}" for role, dtype in names.items())
+
     def weights_description(self, variant: Variant, runtime: str) -> dict[str, str]:
         """MLPerf measurements.json facts of a variant (what the weights are and what was
         done to them), recorded with each trial so the packer never rebuilds a workload."""
@@ -164,7 +267,7 @@ class Workload:
         if variant.precision == "int8":
             steps = ["the supplied int8 model file as is"]
         return {"starting_weights_filename": Path(variant.params.get("path", "user-supplied model")).name,
-                "retraining": "no", "input_data_types": "fp32",
+                "retraining": "no", "input_data_types": self.input_data_types(variant),
                 "weight_data_types": variant.precision,
                 "weight_transformations": "; ".join(steps)}
 

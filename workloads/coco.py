@@ -4,7 +4,7 @@ Dataset: ``dataset_dir`` holds ``annotations/instances_val2017.json`` and the im
 ``dataset_dir`` or ``dataset_dir/val2017``). The QSL is the annotation file's ``images``
 list in order (``count``: its first N), as MLPerf's accuracy-coco.py assumes. Preprocessing
 is MLPerf's: RGB, a plain resize to the model's input (cv2 INTER_LINEAR, re-implemented in
-numpy by ``imagenet_preprocess``), no crop.
+numpy: ``workloads/images.py``), no crop.
 
 Model interfaces, read from the file's inputs and outputs (``interface`` overrides):
 
@@ -36,9 +36,11 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from backends.base import TensorSpec
-from workloads.base import Metric, Predict, Score, Variant, Workload, parse_model_files
-from workloads.digit_canvases import coco_eval, postprocess as post
-from workloads.imagenet_preprocess import _apply_fixed, _linear_taps, load_rgb
+from workloads.base import Predict, Variant, match_inputs, parse_model_files
+from workloads.images import load_rgb, resize_linear
+from workloads.models.model_io import model_io
+from workloads.tasks import detection_post as post
+from workloads.tasks.detection import MAP, DetectionWorkload, Sample
 
 ANNOTATIONS = Path("annotations") / "instances_val2017.json"
 PRECISIONS = ("fp32", "int8")
@@ -66,12 +68,7 @@ class CocoConfig:
     reference_accuracy: Optional[float] = None
 
 
-@dataclass
-class CocoSample:
-    index: int
-    image: np.ndarray  # (R, R, 3) uint8 RGB, resized
-    height: int
-    width: int
+CocoSample = Sample  # image: (R, R, 3) uint8 RGB, resized
 
 
 def parse_models(models: Any) -> dict[str, dict[str, Path]]:
@@ -85,30 +82,6 @@ def _annotation_path(dataset_dir: Any) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"coco workload: dataset_dir: {path} does not exist")
     return path
-
-
-def model_io(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """A model file's inputs and outputs (ONNX by its graph, .tflite by the interpreter)."""
-    if path.suffix == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interp = Interpreter(model_path=str(path))
-        spec = lambda d: TensorSpec(d["name"], tuple(int(s) for s in d["shape"]),  # noqa: E731
-                                    np.dtype(d["dtype"]))
-        return ([spec(d) for d in interp.get_input_details()],
-                [spec(d) for d in interp.get_output_details()])
-    import onnx
-    from onnx import helper
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    init = {i.name for i in graph.initializer}
-
-    def spec(v):
-        t = v.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
-        return TensorSpec(v.name, shape, np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)))
-
-    return [spec(v) for v in graph.input if v.name not in init], [spec(v) for v in graph.output]
 
 
 def infer_interface(path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> str:
@@ -187,16 +160,16 @@ class CocoResponder:
         outs = self.predict({self.spec.name: self._input(samples)})
         if self.interface == "yolo":
             dets = self._yolo(outs[0], n)
-        else:
+        else:  # TF's detection outputs, told apart by the names of the runtime's specs
             dets = self._ssd(outs, self.output_names, n)
         return self.writer.pack([s.index for s in samples], [d[0] for d in dets],
                                 [d[1] for d in dets], [d[2] for d in dets])
 
 
-class CocoWorkload(Workload):
+class CocoWorkload(DetectionWorkload):
     name = "coco"
     Config = CocoConfig
-    metric = Metric("mAP", "mAP", "mAP")
+    metric = MAP
     loadgen_model = "yolo"  # MLPerf's current COCO detection benchmark (64 perf samples)
 
     def __init__(self, cache_dir=None, dataset_dir: str | None = None, models: Any = None,
@@ -211,8 +184,8 @@ class CocoWorkload(Workload):
         self.annotation_path = _annotation_path(dataset_dir)
         root = self.annotation_path.parent.parent
         self.image_dir = root / "val2017" if (root / "val2017").is_dir() else root
-        self.annotations = json.loads(self.annotation_path.read_text())
-        n = len(self.annotations["images"])
+        self._annotations = json.loads(self.annotation_path.read_text())
+        n = len(self._annotations["images"])
         if count is not None and not 1 <= int(count) <= n:
             raise ValueError(f"coco workload: count {count}; the annotation file has {n} images")
         self.count = n if count is None else int(count)
@@ -221,12 +194,25 @@ class CocoWorkload(Workload):
     @classmethod
     def check(cls, cfg: Mapping[str, Any]) -> None:
         _annotation_path(cfg.get("dataset_dir"))
-        parse_models(cfg.get("models"))
+        models = parse_models(cfg.get("models"))
         interface = cfg.get("interface")
         values = interface.values() if isinstance(interface, Mapping) else [interface]
         bad = [v for v in values if v is not None and v not in INTERFACES]
         if bad:
             raise ValueError(f"coco workload: interface {bad[0]!r}; one of {INTERFACES}")
+        for name, files in models.items():
+            for precision, path in files.items():
+                try:
+                    cls._image_input(path, name, precision)
+                except ImportError:  # a .tflite file on a head without LiteRT: the worker checks it
+                    pass
+
+    @classmethod
+    def _image_input(cls, path: Path, model: str, precision: str) -> TensorSpec:
+        """The model's image input, as the detection task declares it (else one line)."""
+        key = f"models.{model}" + (f".{precision}" if precision != "fp32" else "")
+        return match_inputs(cls.inputs, model_io(path)[0],
+                            f"coco workload: {key}: {path.name}")["image"]
 
     @classmethod
     def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:
@@ -254,6 +240,7 @@ class CocoWorkload(Workload):
             raise ValueError(f"coco workload: models.{model} has no {precision} file")
         path = self.models[model][precision]
         inputs, outputs = model_io(path)
+        image = self._image_input(path, model, precision)
         chosen = self._interface.get(model) if isinstance(self._interface, Mapping) \
             else self._interface
         if chosen is not None and chosen not in INTERFACES:
@@ -266,9 +253,9 @@ class CocoWorkload(Workload):
         if interface == "yolo" and (knobs[1] is None or knobs[2] is None):
             raise ValueError("coco workload: a yolo model needs nms_iou and max_detections")
         name = f"{model}_{precision}_s{knobs[0]:g}_n{knobs[1]}_m{knobs[2]}"
-        return Variant(name, precision, resolution_of(inputs[0], interface),
+        return Variant(name, precision, resolution_of(image, interface),
                        {"model": model, "path": str(path), "interface": interface,
-                        "knobs": knobs, "outputs": [o.name for o in outputs]})
+                        "knobs": knobs, "input_dtypes": {"image": np.dtype(image.dtype).name}})
 
     def model_file(self, variant: Variant, fmt: str = "onnx") -> Path:
         path = Path(variant.params["path"])
@@ -285,28 +272,24 @@ class CocoWorkload(Workload):
     def load_samples(self, indices: Sequence[int], variant: Variant) -> list[CocoSample]:
         out, r = [], variant.resolution
         for i in indices:
-            info = self.annotations["images"][int(i)]
+            info = self._annotations["images"][int(i)]
             path = self.image_dir / info["file_name"]
             if not path.is_file():
                 raise FileNotFoundError(f"coco workload: image {path} (images[{i}]) is missing")
             img = load_rgb(path)
-            yi, yw = _linear_taps(img.shape[0], r)
-            xi, xw = _linear_taps(img.shape[1], r)
-            out.append(CocoSample(int(i), _apply_fixed(img, yi, yw, xi, xw),
-                                  img.shape[0], img.shape[1]))
+            out.append(CocoSample(int(i), resize_linear(img, r, r), img.shape[0], img.shape[1]))
         return out
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
-                  batch_size: int) -> CocoResponder:
+                  outputs: Sequence[TensorSpec], batch_size: int) -> CocoResponder:
         p = variant.params
-        r = CocoResponder(predict, inputs[0], p["interface"], p["knobs"], variant.resolution)
-        r.output_names = list(p["outputs"])
+        image = match_inputs(self.inputs, inputs, f"coco workload: {variant.name}")["image"]
+        r = CocoResponder(predict, image, p["interface"], p["knobs"], variant.resolution)
+        r.output_names = [o.name for o in outputs]
         return r
 
-    def score(self, responses: Mapping[int, bytes]) -> Score:
-        if self._gt is None:
-            self._gt = coco_eval.coco_ground_truth(self.annotations)
-        return coco_eval.score(self._gt, responses, self.metric.name)
+    def annotations(self) -> dict:
+        return self._annotations
 
 
 WORKLOAD = CocoWorkload

@@ -5,7 +5,7 @@ integer features and 26 hex categorical features per line, an empty field meanin
 ``count`` keeps the first N lines. Preprocessing is MLPerf's DLRM v1 reference
 (``dlrm_data_pytorch``): dense ``log(max(x, 0) + 1)``; categorical ``int(hex, 16) mod
 max_ind_range`` (40,000,000 in MLPerf; a config key, since a smaller model has smaller
-tables). Users, responses and the AUC are the shared DLRM task (``click_logs/task.py``).
+tables). Users, responses and the AUC are the shared DLRM task (``workloads/tasks/recommendation.py``).
 
 ``models`` maps variant names to ONNX files, or to ``{fp32: file, int8: file, ...}``.
 A model's two inputs are matched by dtype (float32 [N, 13] dense, int64 [N, 26] sparse);
@@ -26,9 +26,10 @@ import numpy as np
 from omegaconf import MISSING
 
 from backends.cache import atomic_write_bytes, content_hash
-from workloads.base import Variant, parse_model_files
-from workloads.click_logs.data import preprocess_dense
-from workloads.click_logs.task import NUM_DENSE, NUM_SPARSE, DlrmWorkload
+from workloads.base import Variant, match_inputs, parse_model_files
+from workloads.models.model_io import model_io
+from workloads.tasks.recommendation import (INPUTS, NUM_DENSE, NUM_SPARSE, DlrmWorkload,
+                                            preprocess_dense)
 
 DAY_FILE = "day_23"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -79,28 +80,18 @@ def parse_day(path: Path, count: int | None, max_ind_range: int) -> tuple[np.nda
 
 
 def _inspect(path: Path, key: str) -> None:
-    """Refuse, in one line naming the config key, a model that is not a DLRM as we run it."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    init = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in init]
-    types = {i.name: i.type.tensor_type for i in inputs}
-    want = {onnx.TensorProto.FLOAT: ("float32", NUM_DENSE), onnx.TensorProto.INT64: ("int64", NUM_SPARSE)}
-    seen = sorted(t.elem_type for t in types.values())
-    if len(inputs) != 2 or seen != sorted(want):
-        raise ValueError(f"criteo workload: {key}: {path.name} has inputs "
-                         f"{[(i.name, onnx.TensorProto.DataType.Name(types[i.name].elem_type)) for i in inputs]}; "
-                         "a DLRM needs float32 dense [N, 13] and int64 sparse [N, 26]")
-    for name, t in types.items():
-        dtype, width = want[t.elem_type]
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        if len(dims) != 2 or dims[1] not in (width, None):
-            raise ValueError(f"criteo workload: {key}: input {name!r} has shape {dims}; "
-                             f"expected [N, {width}] ({dtype})")
-    if len(model.graph.output) != 1:
-        raise ValueError(f"criteo workload: {key}: {path.name} has {len(model.graph.output)} "
+    """Refuse, in one line naming the config key, a model that is not a DLRM as we run it:
+    other inputs than the recommendation task declares, or other than one output."""
+    inputs, outputs = model_io(path)
+    match_inputs(INPUTS, inputs, f"criteo workload: {key}: {path.name}")
+    if len(outputs) != 1:
+        raise ValueError(f"criteo workload: {key}: {path.name} has {len(outputs)} "
                          "outputs; expected one, the click probability [N] or [N, 1]")
+
+
+def _key(model: str, precision: str) -> str:
+    """The config key of a model file: ``models.NAME`` (fp32) or ``models.NAME.PRECISION``."""
+    return f"models.{model}" + (f".{precision}" if precision != "fp32" else "")
 
 
 class CriteoWorkload(DlrmWorkload):
@@ -166,6 +157,14 @@ class CriteoWorkload(DlrmWorkload):
 
     # --- facts read without building the workload ----------------------------------------
     @classmethod
+    def check(cls, cfg: Mapping[str, Any]) -> None:
+        """The day file exists and every model file is a DLRM as the task declares it."""
+        cls._check_dataset_dir(cfg.get("dataset_dir"))
+        for model, files in cls._parse_models(cfg.get("models")).items():
+            for precision, path in files.items():
+                _inspect(path, _key(model, precision))
+
+    @classmethod
     def reference_accuracy(cls, cfg: Mapping[str, Any] | None = None) -> float | None:
         value = (cfg or {}).get("reference_accuracy")
         return None if value is None else float(value)
@@ -192,7 +191,7 @@ class CriteoWorkload(DlrmWorkload):
             raise ValueError(f"criteo workload: no {precision!r} file for model {model!r} "
                              f"(models.{model} gives {sorted(self.models[model])})")
         path = self.models[model][precision]
-        _inspect(path, f"models.{model}" + (f".{precision}" if precision != "fp32" else ""))
+        _inspect(path, _key(model, precision))
         return Variant(name=f"{model}_{precision}", precision=precision,
                        params={"model": model, "path": str(path)})
 

@@ -51,11 +51,12 @@ import numpy as np
 
 from backends.cache import atomic_write_bytes
 from backends.base import TensorSpec
-from workloads.base import Variant, parse_model_files
-from workloads.classification import ClassificationWorkload
-from workloads.onnx_facts import inspect_onnx, offset_for
+from workloads.base import Variant, match_inputs, parse_model_files
+from workloads.models.model_io import model_io
+from workloads.models.onnx_facts import inspect_onnx, offset_for
+from workloads.tasks.classification import ClassificationWorkload
 # load_rgb is re-exported: the tests and users decode images as the workload does
-from workloads.imagenet_preprocess import PROFILES, LruCache, load_rgb, resize_crop  # noqa: F401
+from workloads.images import PROFILES, LruCache, load_rgb, resize_crop  # noqa: F401
 
 VAL_MAP = "val_map.txt"
 PRECISIONS = ("fp32", "int8")
@@ -249,6 +250,11 @@ class ImagenetWorkload(ClassificationWorkload):
         probe.models = models
         for model in models:
             probe._resolve_profile(cfg.get("profile"), model)
+        for model, files in models.items():  # each file takes the image the task declares
+            for precision, path in files.items():
+                key = f"models.{model}" + (f".{precision}" if precision != "fp32" else "")
+                match_inputs(cls.inputs, model_io(path)[0],
+                             f"imagenet workload: {key}: {path.name}")
 
     @classmethod
     def reference_accuracy(cls, cfg: Mapping[str, Any]) -> float | None:

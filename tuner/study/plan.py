@@ -142,7 +142,7 @@ def output_changing_knobs(runtimes) -> dict[str, set[str]]:
             cls = backends.get(name)
         except KeyError:
             continue  # a replayed table's runtime
-        out[name] = set(getattr(cls, "KNOBS", set())) - set(cls.OUTPUT_INVARIANT_KNOBS)
+        out[name] = set(cls.KNOBS - cls.OUTPUT_INVARIANT_KNOBS)
     return out
 
 

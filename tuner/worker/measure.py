@@ -154,7 +154,8 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
         # the batch knob is in the task's unit (DLRM: pairs); the SUT hands the responder
         # this many samples at a time
         batch_knob = int(cfg.scenario_options.get("batch_size", 1))
-        respond = workload.responder(variant, backend.predict, backend.inputs, batch_knob)
+        respond = workload.responder(variant, backend.predict, backend.inputs, backend.outputs,
+                                     batch_knob)
         batch_size = workload.samples_per_batch(batch_knob)
         total = workload.total_sample_count
         # fidelity.accuracy_sample_count shortens the accuracy run only: the performance

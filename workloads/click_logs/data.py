@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.click_logs.task import NUM_DENSE, NUM_SPARSE
+from workloads.tasks.recommendation import NUM_DENSE, NUM_SPARSE, preprocess_dense
 
 # Vocabulary sizes per categorical feature (total 6,000 rows): small enough that three
 # trained models ship in under 3 MB, varied as Criteo's are (a few large, many tiny).
@@ -37,12 +37,6 @@ INFORMATIVE = 14       # categorical features with an effect; the rest are noise
 INTERACTION = (2, 7)   # features whose factors interact (rank INTERACTION_RANK)
 INTERACTION_RANK = 4
 SLOPE_FEATURE = 5      # the category of this feature sets the slope of dense feature 0
-
-
-def preprocess_dense(raw: np.ndarray) -> np.ndarray:
-    """MLPerf DLRM v1 dense preprocessing: ``log(max(x, 0) + 1)`` in float32, as the
-    reference computes it (``torch.log(torch.tensor(x, dtype=torch.float) + 1)``)."""
-    return np.log(np.maximum(raw, 0).astype(np.float32) + np.float32(1))
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The evaluation set is drawn at load from the known click model (``data.py``; ~0.2 s for
 the default 131,072 pairs, nothing shipped), then cut into users by MLPerf's block
-distribution (``task.py``). Shipped: one float32 weight file per embedding dimension
+distribution (``workloads/tasks/recommendation.py``). Shipped: one float32 weight file per embedding dimension
 (``assets/``, trained by ``train.py``). Built on first use and cached by content hash: the
 ONNX graph of a (dim, table precision); see ``model.py`` for what each precision does.
 """
@@ -19,7 +19,7 @@ from backends.cache import content_hash, publish_file
 from workloads.base import Variant
 from workloads.click_logs.data import EVAL_SEED, WORLD_SEED, ClickModel
 from workloads.click_logs.model import DIMS, PRECISIONS, build_onnx
-from workloads.click_logs.task import DlrmWorkload
+from workloads.tasks.recommendation import DlrmWorkload
 
 ASSETS = Path(__file__).parent / "assets"
 BUILDER_VERSION = 1  # bump when the graph or the quantisation recipe changes
@@ -112,7 +112,7 @@ class ClickLogsWorkload(DlrmWorkload):
         return {"starting_weights_filename": self.weights_file(variant.params["dim"]).name,
                 "retraining": "yes: a small DLRM trained from scratch on synthetic click logs "
                               "(workloads/click_logs/train.py), not the MLPerf reference weights",
-                "input_data_types": "fp32 dense, int64 sparse",
+                "input_data_types": self.input_data_types(variant),
                 "weight_data_types": ("fp32" if variant.precision == "fp32"
                                       else f"{variant.precision} embeddings, fp32 MLPs"),
                 "weight_transformations": steps[variant.precision]}

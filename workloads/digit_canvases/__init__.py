@@ -1,8 +1,8 @@
 """Object detection, offline: small SSDs on canvases of scikit-learn digits (COCO format).
 
 The default detection workload (``workload=digit_canvases``, ``+space=ssd_mobilenet``);
-``workloads/coco.py`` is its bring-your-own COCO counterpart and shares the
-post-processing (``postprocess.py``) and the MLPerf-exact scoring (``coco_eval.py``).
+``workloads/coco.py`` is its bring-your-own COCO counterpart; both are the detection task
+(``workloads/tasks/detection.py``: records, NMS, the MLPerf-exact scoring).
 """
 from __future__ import annotations
 

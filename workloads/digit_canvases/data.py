@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from workloads import digits_data
+from workloads.digits import data as digits_data
 
 NUM_CLASSES = 10  # digits 0-9; the model adds a background class at index 0
 CANVAS_SIZES = (112, 128, 144)

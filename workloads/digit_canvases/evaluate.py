@@ -23,7 +23,8 @@ BATCH = 50
 
 
 def _session(runtime: str, path: str):
-    """(predict, input spec) of a model file on a runtime, used directly (one thread)."""
+    """(predict, input spec, output specs) of a model file on a runtime, used directly (one
+    thread)."""
     if runtime == "onnxruntime":
         import onnxruntime as ort
 
@@ -31,8 +32,10 @@ def _session(runtime: str, path: str):
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         inp = sess.get_inputs()[0]
-        return (lambda feeds: sess.run(None, feeds)), TensorSpec(inp.name, tuple(inp.shape),
-                                                                 np.dtype(np.float32))
+        outputs = [TensorSpec(o.name, tuple(o.shape), np.dtype(np.float32))
+                   for o in sess.get_outputs()]
+        return ((lambda feeds: sess.run(None, feeds)),
+                TensorSpec(inp.name, tuple(inp.shape), np.dtype(np.float32)), outputs)
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=path, num_threads=1)
@@ -47,13 +50,16 @@ def _session(runtime: str, path: str):
         interp.invoke()
         return [interp.get_tensor(i) for i in outs]
 
-    return predict, TensorSpec(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(np.float32))
+    outputs = [TensorSpec(o["name"], tuple(int(s) for s in o["shape"]), np.dtype(o["dtype"]))
+               for o in interp.get_output_details()]
+    return (predict, TensorSpec(d["name"], tuple(int(s) for s in d["shape"]), np.dtype(np.float32)),
+            outputs)
 
 
 def variant_map(workload: DigitCanvasesWorkload, variant, runtime: str) -> dict[str, float]:
     fmt = "onnx" if runtime == "onnxruntime" else "tflite"
-    predict, spec = _session(runtime, str(workload.model_file(variant, fmt)))
-    respond = workload.responder(variant, predict, [spec], BATCH)
+    predict, spec, outputs = _session(runtime, str(workload.model_file(variant, fmt)))
+    respond = workload.responder(variant, predict, [spec], outputs, BATCH)
     samples = workload.load_samples(range(workload.total_sample_count), variant)
     responses = {}
     t0 = time.perf_counter()

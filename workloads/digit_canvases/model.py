@@ -22,7 +22,7 @@ import numpy as np
 
 from workloads.digit_canvases.data import NUM_CLASSES
 # one convolution record and channel scaling for both families (the classifier's own)
-from workloads.mobilenet import Conv, scaled
+from workloads.models.mobilenet import Conv, scaled
 
 # (output channels at width 1.0, stride) of the depthwise-separable blocks
 BLOCKS: tuple[tuple[int, int], ...] = ((32, 2), (32, 1), (64, 2), (64, 1), (64, 1),

@@ -1,6 +1,6 @@
 """The digit-canvas SSD as a ``.tflite`` flatbuffer, written without TensorFlow.
 
-Uses the graph writer and quantization helpers of ``workloads/tflite_export.py`` (the TFLite
+Uses the graph writer and quantization helpers of ``workloads/models/tflite_export.py`` (the TFLite
 schema shipped in the ``ai-edge-litert`` wheel + ``flatbuffers``). The graph mirrors
 ``model.build_onnx`` op for op, so both formats give the same outputs up to float rounding:
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from workloads import tflite_export as tfl
+from workloads.models import tflite_export as tfl
 from workloads.digit_canvases import model as det
 
 #: bump when the graph or the quantization recipe changes (part of the cache key)

@@ -6,7 +6,7 @@ Plain torch (no torchvision): anchors and box codec from ``model.py``, SSD match
 >= 0.4, plus each box's best anchor), softmax cross-entropy with 3:1 hard negative mining
 and smooth-L1 box loss. One network per width is trained across all input resolutions of
 the family (a random resolution per batch) and its batch-norm statistics are then
-re-estimated at each resolution (as ``workloads/train_digits.py`` does for the
+re-estimated at each resolution (as ``workloads/digits/train.py`` does for the
 classifiers): one weight set per width keeps the shipped files small. Conv weights are
 stored as float16; every figure in the manifest is measured on the graph built from them.
 """

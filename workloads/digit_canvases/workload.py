@@ -16,7 +16,9 @@ The model ends at raw box regressions and class logits; the responder decodes, t
 and runs per-class NMS (``postprocess.py``) inside LoadGen's timed path (with ``nms:
 model`` the graph does that and the responder only splits the kept boxes by image), and answers
 MLPerf's detection records. ``score`` computes COCO mAP as MLPerf's accuracy-coco.py does
-(``coco_eval.py``); ``annotation_file`` writes the ground truth where that script wants it.
+(``workloads/tasks/coco_eval.py``); ``annotation_file`` writes the ground truth where that
+script wants it. Scoring, samples and records are the detection task's
+(``workloads/tasks/detection.py``).
 """
 from __future__ import annotations
 
@@ -29,9 +31,10 @@ import numpy as np
 
 from backends.base import TensorSpec
 from backends.cache import content_hash, publish_file
-from workloads.base import Metric, Predict, Score, Variant, Workload
-from workloads.digit_canvases import coco_eval, data, model as det, nms_graph
-from workloads.digit_canvases import postprocess as post
+from workloads.base import Predict, TensorRole, Variant, match_inputs
+from workloads.digit_canvases import data, model as det, nms_graph
+from workloads.tasks import detection_post as post
+from workloads.tasks.detection import MAP, DetectionWorkload, Sample, output_positions
 
 WIDTHS = (0.5, 1.0, 2.0)
 RESOLUTIONS = (64, 96, 128)
@@ -42,18 +45,6 @@ DEFAULT_KNOBS = {"score_threshold": 0.05, "nms_iou": 0.5, "max_detections": 100}
 NMS_PLACES = ("harness", "model")
 CALIBRATION_COUNT = 64
 BUILDER_VERSION = 1  # bump when the graph or quantization recipe changes
-MAP = Metric("mAP", "mAP", "mAP")
-
-
-@dataclass
-class Sample:
-    """One preprocessed canvas: its QSL index, model input (1, 1, R, R), original size."""
-
-    index: int
-    image: np.ndarray
-    height: int
-    width: int
-
 
 @dataclass
 class DigitCanvasesConfig:
@@ -74,12 +65,21 @@ def _knobs(score_threshold: Any, nms_iou: Any, max_detections: Any) -> dict[str,
     return {"score_threshold": s, "nms_iou": n, "max_detections": m}
 
 
+IMAGE = TensorRole("image", ("float32",), rank=4)  # (N, 1, R, R); NHWC for LiteRT
+#: the SSD head's outputs (model.py names them; so does tflite.py), in the model's order
+OUTPUTS = (TensorRole("boxes", ("float32",), rank=3, last=4),
+           TensorRole("logits", ("float32",), rank=3, last=det.OUT_CLASSES))
+
+
 class DetectionResponder:
     """Samples -> model input batch -> (boxes, logits) -> decode + NMS -> records."""
 
-    def __init__(self, predict: Predict, spec: TensorSpec, resolution: int, knobs: dict,
-                 batch_size: int):
+    output_names = tuple(o.role for o in OUTPUTS)  # read from predict's list by these names
+
+    def __init__(self, predict: Predict, spec: TensorSpec, outputs: Sequence[TensorSpec],
+                 resolution: int, knobs: dict, batch_size: int):
         self.predict, self.name, self.knobs = predict, spec.name, knobs
+        self.at = output_positions(outputs, self.output_names)
         # a TFLite model takes NHWC; with one channel that is the same bytes as NCHW
         self.nhwc = len(spec.shape) == 4 and spec.shape[1] == resolution
         self.anchors = det.anchors(resolution)
@@ -100,15 +100,10 @@ class DetectionResponder:
             x = x.reshape(n, x.shape[2], x.shape[3], 1)
         return x
 
-    def _outputs(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(boxes, logits) by shape: runtimes do not agree on output order."""
-        boxes = next(o for o in outs if o.shape[-1] == 4)
-        logits = next(o for o in outs if o.shape[-1] == det.OUT_CLASSES)
-        return boxes, logits
-
     def __call__(self, samples: Sequence[Sample]) -> list[tuple[int, int]]:
         n = len(samples)
-        reg, logits = self._outputs(self.predict({self.name: self._images(samples)}))
+        outs = self.predict({self.name: self._images(samples)})
+        reg, logits = outs[self.at[0]], outs[self.at[1]]
         scores = post.softmax(logits)[..., 1:]  # background dropped: column d = digit d
         k = self.knobs
         boxes, confs, ids = [], [], []
@@ -125,26 +120,28 @@ class DetectionResponder:
 class GraphNmsResponder(DetectionResponder):
     """Samples -> model input batch and thresholds -> the graph's kept boxes -> records."""
 
-    def __init__(self, predict: Predict, spec: TensorSpec, resolution: int, knobs: dict,
-                 batch_size: int):
-        super().__init__(predict, spec, resolution, knobs, batch_size)
+    output_names = nms_graph.OUTPUTS
+
+    def __init__(self, predict: Predict, spec: TensorSpec, outputs: Sequence[TensorSpec],
+                 resolution: int, knobs: dict, batch_size: int):
+        super().__init__(predict, spec, outputs, resolution, knobs, batch_size)
         self.feeds = nms_graph.knob_feeds(knobs)
 
     def __call__(self, samples: Sequence[Sample]) -> list[tuple[int, int]]:
         outs = self.predict({self.name: self._images(samples), **self.feeds})
-        index = next(o for o in outs if o.dtype == np.int64)
-        boxes = next(o for o in outs if o.ndim == 2 and o.dtype != np.int64)
-        scores = next(o for o in outs if o.ndim == 1)
+        index, boxes, scores = (outs[i] for i in self.at)
         per_image = nms_graph.split(index, boxes, scores, len(samples),
                                     self.knobs["max_detections"])
         return self.writer.pack([s.index for s in samples], [b for b, _, _ in per_image],
                                 [s for _, s, _ in per_image], [c + 1 for _, _, c in per_image])
 
 
-class DigitCanvasesWorkload(Workload):
+class DigitCanvasesWorkload(DetectionWorkload):
     name = "digit_canvases"
     Config = DigitCanvasesConfig
     metric = MAP
+    inputs = (IMAGE,)
+    outputs = OUTPUTS
     # MLPerf's current edge detection benchmark (v6.1 yolo-95/99): its mlperf.conf rules,
     # 64 performance samples (the whole 400-canvas set fits in memory anyway)
     loadgen_model = "yolo"
@@ -268,7 +265,7 @@ class DigitCanvasesWorkload(Workload):
         model = self.fp32_onnx(variant.params["width"], variant.resolution)
         if variant.precision == "fp32":
             return model.SerializeToString()
-        from workloads.quantize import quantize_qdq
+        from workloads.models.quantize import quantize_qdq
 
         return quantize_qdq(model, "image", self.calibration_samples(variant.resolution))
 
@@ -284,7 +281,8 @@ class DigitCanvasesWorkload(Workload):
         return {"starting_weights_filename": det.weights_path(variant.params["width"]).name,
                 "retraining": "yes: an SSD trained from scratch on canvases of the UCI digits "
                               "(workloads/digit_canvases/train.py), not MLPerf reference weights",
-                "input_data_types": "fp32", "weight_data_types": variant.precision,
+                "input_data_types": self.input_data_types(variant),
+                "weight_data_types": variant.precision,
                 "weight_transformations": "; ".join(steps)}
 
     # --- the dataset and the task ---------------------------------------------------------
@@ -298,20 +296,6 @@ class DigitCanvasesWorkload(Workload):
 
     def annotations(self) -> dict:
         return data.coco_annotations(self.canvases)
-
-    def annotation_file(self, coco_dir: str | Path) -> Path:
-        """Write ``coco_dir/annotations/instances_val2017.json``, the layout MLPerf's
-        ``accuracy-coco.py --coco-dir`` reads."""
-        path = Path(coco_dir) / "annotations" / "instances_val2017.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.annotations()))
-        return path
-
-    @property
-    def ground_truth(self):
-        if self._gt is None:
-            self._gt = coco_eval.coco_ground_truth(self.annotations())
-        return self._gt
 
     @property
     def total_sample_count(self) -> int:
@@ -331,14 +315,15 @@ class DigitCanvasesWorkload(Workload):
         return out
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
-                  batch_size: int) -> DetectionResponder:
+                  outputs: Sequence[TensorSpec], batch_size: int) -> DetectionResponder:
         knobs = {k: variant.params[k] for k in DEFAULT_KNOBS}
-        image = next(spec for spec in inputs if len(spec.shape) == 4)  # not the thresholds
-        kind = GraphNmsResponder if variant.params.get("nms") == "model" else DetectionResponder
-        return kind(predict, image, variant.resolution, knobs, batch_size)
-
-    def score(self, responses: Mapping[int, bytes]) -> Score:
-        return coco_eval.score(self.ground_truth, responses, self.metric.name)
+        in_graph = variant.params.get("nms") == "model"
+        # with nms=model the graph also takes its thresholds (nms_graph.KNOB_INPUTS), fed
+        # by name from the knobs
+        image = match_inputs(self.inputs, [s for s in inputs if s.name not in nms_graph.KNOB_INPUTS],
+                             f"digit_canvases workload: {variant.name}")["image"]
+        kind = GraphNmsResponder if in_graph else DetectionResponder
+        return kind(predict, image, outputs, variant.resolution, knobs, batch_size)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "classes": data.NUM_CLASSES}

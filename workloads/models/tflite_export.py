@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from workloads.mobilenet import layer_plan, weight_shapes
+from workloads.models.mobilenet import layer_plan, weight_shapes
 
 #: bump when the graph or the quantization recipe changes (part of the cache key)
 TFLITE_BUILDER_VERSION = 1

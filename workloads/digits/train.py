@@ -1,6 +1,6 @@
 """Reproduce the shipped MobileNet-v1 digits weights (needs the ``train`` extra: torch).
 
-    python -m workloads.train_digits [--widths 0.25 0.5 0.75 1.0] [--epochs 40]
+    python -m workloads.digits.train [--widths 0.25 0.5 0.75 1.0] [--epochs 40]
 
 One network per width multiplier is trained across all input resolutions of the family
 (a random resolution per batch): a MobileNet trained at one resolution collapses at another
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from workloads import digits_data
-from workloads.mobilenet import layer_plan
+from workloads.digits import data as digits_data
+from workloads.models.mobilenet import layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)

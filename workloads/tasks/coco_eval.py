@@ -17,7 +17,7 @@ from typing import Mapping
 import numpy as np
 
 from workloads.base import Score
-from workloads.digit_canvases.postprocess import records
+from workloads.tasks.detection_post import records
 
 
 def coco_ground_truth(annotations: dict):

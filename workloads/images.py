@@ -1,9 +1,11 @@
-"""The MLCommons reference preprocessing of ImageNet images, without OpenCV.
+"""Image decoding and the MLCommons reference preprocessing, without OpenCV.
 
 cv2's INTER_LINEAR and INTER_AREA resamplers re-implemented in numpy (same coordinate
 mapping and fixed-point rounding; see ``workloads/imagenet.py`` for how closely they
-match), the aspect-preserving resize + 87.5% center crop, and the two normalisation
-profiles (``mobilenet``: ``/255 - 0.5, *2``; ``resnet50``: RGB mean subtraction).
+match): a plain resize (``resize_linear``, COCO's), the aspect-preserving resize + 87.5%
+center crop (``resize_crop``, ImageNet's), and ImageNet's two normalisation profiles
+(``mobilenet``: ``/255 - 0.5, *2``; ``resnet50``: RGB mean subtraction). Shared by the
+image datasets (``imagenet``, ``coco``).
 """
 from __future__ import annotations
 
@@ -113,6 +115,14 @@ def resize_crop(img: np.ndarray, out_height: int, out_width: int, interpolation:
     yi, yw = _linear_taps(h_in, h, area_mode=interpolation == "area")
     xi, xw = _linear_taps(w_in, w, area_mode=interpolation == "area")
     return _apply_fixed(img, yi[rows], yw[rows], xi[cols], xw[cols])
+
+
+def resize_linear(img: np.ndarray, out_height: int, out_width: int) -> np.ndarray:
+    """``cv2.resize(img, (out_width, out_height), interpolation=INTER_LINEAR)`` on an
+    (H, W, 3) uint8 image: the whole image, aspect ratio not kept."""
+    yi, yw = _linear_taps(img.shape[0], out_height)
+    xi, xw = _linear_taps(img.shape[1], out_width)
+    return _apply_fixed(img, yi, yw, xi, xw)
 
 
 def _apply_fixed(img: np.ndarray, yi: np.ndarray, yw: np.ndarray, xi: np.ndarray,

@@ -1,6 +1,6 @@
 """MobileNet-v1 as plain data: the layer plan, and an ONNX graph built from folded weights.
 
-The training script (``train_digits.py``) and the ONNX builder share ``layer_plan`` so the
+The training script (``workloads/digits/train.py``) and the ONNX builder share ``layer_plan`` so the
 weights file and the graph can never disagree about shapes. Batch norm is folded into the
 convolutions before the weights are saved, as in the MLPerf MobileNet reference models.
 """

@@ -1,5 +1,6 @@
 """The recommendation task, shared by ``click_logs`` (synthetic) and ``criteo`` (a user's
-day file): users as LoadGen samples, the pair-batching responder, and the AUC score.
+day file): users as LoadGen samples, MLPerf's dense preprocessing, the pair-batching
+responder, and the AUC score.
 
 A LoadGen sample is a user: a contiguous block of user-item pairs whose sizes follow
 MLPerf's ``dist_quantile.txt`` (100 to 700 pairs, mean 270), drawn as MLPerf's reference
@@ -21,7 +22,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from backends.base import TensorSpec
-from workloads.base import Metric, Predict, Response, Score, Variant, Workload
+from workloads.base import (Metric, Predict, Response, Score, TensorRole, Variant, Workload,
+                            match_inputs)
 
 # MLPerf's dist_quantile.txt (pairs per user at quantiles 0.05, 0.10, ..., 1.0), copied
 # here so a fresh install needs no data file; a test checks it against ../shared's copy.
@@ -30,6 +32,17 @@ QUANTILE = (100, 100, 200, 200, 200, 200, 200, 200, 200, 200,
 BLOCK_SEED = 123  # MLPerf's reference seeds numpy with 123 before drawing the blocks
 NUM_DENSE, NUM_SPARSE = 13, 26
 RESPONSE_DTYPE = np.float32
+AUC = Metric("AUC", "AUC")
+#: a DLRM's inputs and output as MLPerf's reference feeds and reads them
+INPUTS = (TensorRole("dense", ("float32",), rank=2, last=NUM_DENSE),
+          TensorRole("sparse", ("int64",), rank=2, last=NUM_SPARSE))
+OUTPUTS = (TensorRole("probability", ("float32",)),)  # one click probability a pair, [N] or [N, 1]
+
+
+def preprocess_dense(raw: np.ndarray) -> np.ndarray:
+    """MLPerf DLRM v1 dense preprocessing: ``log(max(x, 0) + 1)`` in float32, as the
+    reference computes it (``torch.log(torch.tensor(x, dtype=torch.float) + 1)``)."""
+    return np.log(np.maximum(raw, 0).astype(np.float32) + np.float32(1))
 
 
 def read_quantile(path: str | Path | None = None) -> np.ndarray:
@@ -72,14 +85,13 @@ class User:
 
 
 def _input_names(inputs: Sequence[TensorSpec]) -> tuple[str, str]:
-    """(dense, sparse) input names, matched by dtype: the one float32 and the one int64."""
-    floats = [s.name for s in inputs if np.dtype(s.dtype) == np.float32]
-    ints = [s.name for s in inputs if np.dtype(s.dtype) == np.int64]
-    if len(inputs) != 2 or len(floats) != 1 or len(ints) != 1:
-        found = ", ".join(f"{s.name}:{np.dtype(s.dtype)}{list(s.shape)}" for s in inputs)
+    """(dense, sparse) input names, as the task declares them (``INPUTS``)."""
+    try:
+        found = match_inputs(INPUTS, inputs, "this model")
+    except ValueError as exc:
         raise ValueError("a DLRM model needs two inputs, float32 dense [N, 13] and int64 "
-                         f"sparse [N, 26]; this one has {found or 'none'}")
-    return floats[0], ints[0]
+                         f"sparse [N, 26]; {exc}") from None
+    return found["dense"].name, found["sparse"].name
 
 
 class PairResponder:
@@ -226,7 +238,9 @@ class DlrmWorkload(Workload):
     A subclass sets ``self.dense``, ``self.sparse``, ``self.labels`` and calls
     ``_make_users()``."""
 
-    metric: ClassVar[Metric] = Metric("AUC", "AUC", "AUC")
+    metric: ClassVar[Metric] = AUC
+    inputs: ClassVar[tuple[TensorRole, ...]] = INPUTS
+    outputs: ClassVar[tuple[TensorRole, ...]] = OUTPUTS
     # MLPerf's DLRM v1 rules in LoadGen 6.0.17's mlperf.conf: performance sample count
     # 204800 (LoadGen loads at most the set's own size), Server bound 60 ms.
     loadgen_model: ClassVar[str] = "dlrm"
@@ -258,11 +272,6 @@ class DlrmWorkload(Workload):
     def items_per_sample(self) -> float:
         return self.pairs_per_sample
 
-    item_name: ClassVar[str] = "pair"
-
-    def items_per_sample(self) -> float:
-        return self.pairs_per_sample
-
     def samples_per_batch(self, batch_size: int) -> int:
         """Users per responder call for a batch of ``batch_size`` pairs (the knob's unit
         here), for a harness that groups samples before calling the responder."""
@@ -274,7 +283,7 @@ class DlrmWorkload(Workload):
                      self.labels[o[i]:o[i + 1]]) for i in indices]
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
-                  batch_size: int) -> PairResponder:
+                  outputs: Sequence[TensorSpec], batch_size: int) -> PairResponder:
         return PairResponder(predict, inputs, batch_size, self)
 
     def score(self, responses: Mapping[int, bytes]) -> Score:

@@ -1,9 +1,11 @@
 """The default workload: MobileNet-v1 (width x resolution x fp32/int8) on the UCI digits.
 
 Shipped: one weight file per width (``assets/``): float16 conv weights trained across all
-resolutions, plus each resolution's batch-norm scale/shift (``train_digits.py``). Built on first use and cached by content hash: the fp32 ONNX graph
-for a (width, resolution), and its int8 version by ONNX Runtime's post-training static
-quantization (QDQ, per-channel weights) calibrated on training images, never held-out ones.
+resolutions, plus each resolution's batch-norm scale/shift (``train.py``). Built on first
+use and cached by content hash: the fp32 ONNX graph for a (width, resolution), and its int8
+version by ONNX Runtime's post-training static quantization (QDQ, per-channel weights)
+calibrated on training images, never held-out ones. The task is classification
+(``workloads/tasks/classification.py``).
 """
 from __future__ import annotations
 
@@ -16,10 +18,10 @@ import numpy as np
 
 from backends.cache import content_hash, publish_file
 from backends.litert import edgetpu_compiled
-from workloads import digits_data
+from workloads.digits import data as digits_data
 from workloads.base import Variant
-from workloads.classification import ClassificationWorkload
-from workloads.mobilenet import build_onnx, layer_plan
+from workloads.tasks.classification import ClassificationWorkload
+from workloads.models.mobilenet import build_onnx, layer_plan
 
 ASSETS = Path(__file__).parent / "assets"
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -73,7 +75,7 @@ class DigitsWorkload(ClassificationWorkload):
     @classmethod
     def shipped_accuracies(cls, cfg: Mapping[str, Any]) -> list[tuple[dict[str, Any], str, float]]:
         """The held-out top-1 of every shipped variant, with ONNX Runtime (manifest.json,
-        written by ``python -m workloads.train_digits``)."""
+        written by ``python -m workloads.digits.train``)."""
         manifest = ASSETS / "manifest.json"
         if not manifest.exists():
             return []
@@ -101,8 +103,9 @@ class DigitsWorkload(ClassificationWorkload):
                          "training images)")
         return {"starting_weights_filename": self.weights_file(float(variant.params["width"])).name,
                 "retraining": "yes: MobileNet-v1 trained from scratch on the UCI digits "
-                              "(workloads/train_digits.py), not the MLPerf reference weights",
-                "input_data_types": "fp32", "weight_data_types": variant.precision,
+                              "(workloads/digits/train.py), not the MLPerf reference weights",
+                "input_data_types": self.input_data_types(variant),
+                "weight_data_types": variant.precision,
                 "weight_transformations": "; ".join(steps)}
 
     def weights_file(self, width: float) -> Path:
@@ -138,7 +141,7 @@ class DigitsWorkload(ClassificationWorkload):
     def _tflite_file(self, variant: Variant, edgetpu: bool = False) -> Path:
         """The LiteRT model, written without TensorFlow (``tflite_export``); with ``edgetpu``,
         the user's ``edgetpu_compiler`` output for it, which sits next to it in the cache."""
-        from workloads import tflite_export
+        from workloads.models import tflite_export
 
         if edgetpu and variant.precision != "int8":
             raise ValueError(f"the Edge TPU runs int8 models only; {variant.name} is "
@@ -178,7 +181,7 @@ class DigitsWorkload(ClassificationWorkload):
         return digits_data.preprocess(train, resolution)
 
     def _quantize(self, model, resolution: int) -> bytes:
-        from workloads.quantize import quantize_qdq
+        from workloads.models.quantize import quantize_qdq
 
         return quantize_qdq(model, "input", self.calibration_samples(resolution))
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from workloads.models.model_io import model_io
+
 DEFAULT_SIZE = 224  # the reference's image_size when the model does not fix one
 
 
@@ -17,26 +21,12 @@ class ModelInfo:
     num_classes: int | None  # None when no float (N, classes) output has a fixed size
 
 
-_MODEL_INFO: dict[tuple[str, int, int], ModelInfo] = {}
-
-
 def inspect_onnx(path: Path) -> ModelInfo:
     """Layout, resolution and class count from the graph's declared shapes."""
-    stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key in _MODEL_INFO:
-        return _MODEL_INFO[key]
-    import onnx
-    from onnx import TensorProto
-
-    model = onnx.load(str(path), load_external_data=False)
-    graph = model.graph
-    init_names = {t.name for t in graph.initializer}  # old opsets list weights as inputs
-    inputs = [i for i in graph.input if i.name not in init_names]
+    inputs, outputs = model_io(path)
     if not inputs:
         raise ValueError(f"imagenet workload: {path} has no graph input")
-    dims = [d.dim_value if d.HasField("dim_value") else None
-            for d in inputs[0].type.tensor_type.shape.dim]
+    dims = list(inputs[0].shape)
     if len(dims) != 4:
         raise ValueError(f"imagenet workload: {path} input {inputs[0].name!r} has rank "
                          f"{len(dims)}; an image model takes (N, C, H, W) or (N, H, W, C)")
@@ -48,17 +38,10 @@ def inspect_onnx(path: Path) -> ModelInfo:
         raise ValueError(f"imagenet workload: cannot tell the layout of {path} input "
                          f"{inputs[0].name!r} with shape {dims}: no 3-channel axis")
     height, width = (d or DEFAULT_SIZE for d in hw)
-    num_classes = None
-    for out in graph.output:
-        tt = out.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        if tt.elem_type in (TensorProto.FLOAT, TensorProto.FLOAT16) and len(shape) == 2 \
-                and shape[1]:
-            num_classes = int(shape[1])
-            break
-    info = ModelInfo(layout, int(height), int(width), num_classes)
-    _MODEL_INFO[key] = info
-    return info
+    num_classes = next((int(out.shape[1]) for out in outputs
+                        if out.dtype in (np.float32, np.float16) and len(out.shape) == 2
+                        and out.shape[1]), None)
+    return ModelInfo(layout, int(height), int(width), num_classes)
 
 
 def offset_for(num_classes: int | None) -> int:

@@ -1,6 +1,8 @@
 """Image classification as a task: one image array in, one int32 class id out, top-1.
 
-Shared by the classification workloads (digits, ImageNet). A sample is a contiguous
+Shared by the classification workloads (digits, ImageNet). Declared tensors: one float32
+image input (N, C, H, W), or (N, H, W, C) for a TFLite or NHWC file; the first output holds
+class scores (N, classes), or class indices where the model ends in an ArgMax. A sample is a contiguous
 (1, C, H, W) float32 array, so a one-sample query goes to the runtime as is (no stacking);
 a response is one int32 class id written into a preallocated buffer whose address is
 computed once (LoadGen copies response bytes inside ``QuerySamplesComplete``, and each
@@ -14,10 +16,13 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from backends.base import TensorSpec
-from workloads.base import Metric, Predict, Response, Score, Variant, Workload
+from workloads.base import (Metric, Predict, Response, Score, TensorRole, Variant, Workload,
+                            match_inputs)
 
 LABEL_BYTES = 4  # one int32 class id per response
-TOP1 = Metric("top1", "top-1", "accuracy")
+TOP1 = Metric("top1", "accuracy")
+IMAGE = TensorRole("image", ("float32",), rank=4)
+SCORES = TensorRole("scores", ("float32", "float16", "int64", "int32"))
 
 
 def is_nhwc(spec: TensorSpec, resolution: int | None) -> bool:
@@ -79,7 +84,8 @@ def top1(responses: Mapping[int, bytes], labels: np.ndarray) -> Score:
         good += int(len(pred) > 0 and int(pred[0]) == int(labels[idx]))
     total = len(responses)
     value = good / total if total else 0.0
-    return Score(TOP1.name, value, f"accuracy={100.0 * value:.3f}%, good={good}, total={total}",
+    return Score(TOP1.name, value,
+                 f"{TOP1.mlperf_key}={100.0 * value:.3f}%, good={good}, total={total}",
                  count=total, good=good)
 
 
@@ -88,6 +94,8 @@ class ClassificationWorkload(Workload):
     (1, C, H, W) float32 arrays, NCHW) and the model family."""
 
     metric: ClassVar[Metric] = TOP1
+    inputs: ClassVar[tuple[TensorRole, ...]] = (IMAGE,)
+    outputs: ClassVar[tuple[TensorRole, ...]] = (SCORES,)
     num_classes: int = 0
     #: added to a model's argmax to get the dataset label (-1 for 1001-class ImageNet models)
     label_offset: int = 0
@@ -117,8 +125,8 @@ class ClassificationWorkload(Workload):
         return is_nhwc(spec, variant.resolution)
 
     def responder(self, variant: Variant, predict: Predict, inputs: Sequence[TensorSpec],
-                  batch_size: int) -> ClassificationResponder:
-        spec = inputs[0]
+                  outputs: Sequence[TensorSpec], batch_size: int) -> ClassificationResponder:
+        spec = match_inputs(self.inputs, inputs, f"{self.name} workload: {variant.name}")["image"]
         return ClassificationResponder(predict, self.postprocess, spec,
                                        self.transpose_to_nhwc(variant, spec), batch_size)
 
