@@ -160,7 +160,7 @@ def study_figure(name: str, group: list[dict[str, Any]], searched, best, remeasu
                       annotation_text=f"accuracy floor {floor:.4g}",
                       annotation_position="bottom right", annotation_font_color="darkorange")
     fig.update_layout(
-        title=_txt(f"{name}: {len(searched)} trials ({scenario_note(group, speed)})"),
+        title=_txt(f"{name}: {trial_count(searched)} ({scenario_note(group, speed)})"),
         xaxis_title=objective(speed).axis_title(), yaxis_title=accuracy_title(metric),
         height=560, hoverlabel=dict(align="left", font_size=12),
         xaxis_type="log" if speed == LATENCY.column else "linear")
@@ -180,6 +180,12 @@ def error_bars(rows: list[dict[str, Any]], speed: str) -> dict | None:
     return dict(type="data", symmetric=False, color="crimson", thickness=1.5, width=6,
                 array=[(r.get(high_col) or r[speed]) - r[speed] for r in rows],
                 arrayminus=[r[speed] - (r.get(low_col) or r[speed]) for r in rows])
+
+
+def trial_count(rows: list[dict[str, Any]]) -> str:
+    """"40 trials + 9 re-measurements" (racing, canary, rechecks)."""
+    again = sum((r.get("measured_for") or "search") != "search" for r in rows)
+    return f"{len(rows) - again} trials" + (f" + {again} re-measurements" if again else "")
 
 
 def log_ticks(values: list[float]) -> list[float]:
@@ -219,7 +225,7 @@ def tie_cell(row: dict[str, Any]) -> str:
 
 def _params(params) -> str:
     return ", ".join(f"{k.split('.', 1)[-1]}={v}" for k, v in (params or {}).items()
-                     if k not in ("width", "resolution", "precision"))
+                     if k not in ("width", "resolution", "precision", "backend"))
 
 
 def drift_section(rows: list[dict[str, Any]]) -> str:

@@ -102,14 +102,16 @@ class Repeats:
                         and noise.figure(r, self.speed)]
                 base = min(done, key=_windows_sd, default=None)
                 if base is not None and (len(done) > self.every or (
-                        len(done) > 1 and self._busier(done[-1], base))):
+                        len(done) > 2 and self._busier(done[-1], base))):
                     return self._job(base, CANARY)
                 continue
             base = next((r for r in members if r["trial"] == canaries[0]["repeat_of"]), None)
             last = canaries[-1]
             since = [r for r in searched if r["trial"] > last["trial"]]
+            # sooner when the node looks busier, but not after every trial of a node that is
+            # always busy (each canary costs a trial); after a drift, until it is steady
             if base is not None and (len(since) >= self.every
-                                     or (since and self._busier(since[-1], last))
+                                     or (len(since) >= 2 and self._busier(since[-1], last))
                                      or (drift.drifted(last) and since)):
                 return self._job(base, CANARY)
         return None
