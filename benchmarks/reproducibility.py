@@ -111,12 +111,34 @@ def score(label: str, fronts: list[list[dict]]) -> None:
               f"worst {min(shares):.2f}, pairs {len(shares)}")
 
 
+def promoted_coverage(run_dirs: list[Path], ms: int) -> None:
+    held = checked = 0
+    for run_dir in run_dirs:
+        done = subprocess.run([sys.executable, "-m", "tuner", "promote", str(run_dir),
+                               "--min-duration-ms", str(ms)], cwd=ROOT, capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            print(f"promote {run_dir} failed: {done.stderr[-500:]}")
+            continue
+        rows = [r for r in read(run_dir).to_pylist() if r["fidelity"] == "compliant-reduced"]
+        for r in rows:
+            if r.get("within_short_interval") is not None:
+                checked += 1
+                held += bool(r["within_short_interval"])
+                print(f"  promoted {r['backend']} {r['model']}: {r['latency_ms']:.4g} ms, "
+                      f"{'inside' if r['within_short_interval'] else 'OUTSIDE'} its short interval")
+    print(f"ours: promoted ({ms} ms runs) inside their short runs' interval: {held}/{checked}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("/tmp/tuner-repro"))
     ap.add_argument("--baseline", help="a git commit to run alternately, for the cost ratio")
     ap.add_argument("--override", action="append", default=[], help="a Hydra override")
+    ap.add_argument("--promote-ms", type=int, default=0,
+                    help="then promote each of our runs' fronts with runs of this many ms "
+                         "(compliant-reduced) and print how many fell inside their interval")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     base = None
@@ -150,6 +172,8 @@ def main() -> None:
     walls = [w for _, w, _ in ours]
     print(f"ours: wall median {statistics.median(walls):.0f} s "
           f"(min {min(walls):.0f}, max {max(walls):.0f})")
+    if args.promote_ms:
+        promoted_coverage([d for d, _, _ in ours], args.promote_ms)
     if theirs:
         score("baseline", [front_of(d) for d, _, _ in theirs])
         base_walls = [w for _, w, _ in theirs]
