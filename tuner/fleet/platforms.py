@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.fleet.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
+from tuner.machine.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
                             read_cpuinfo, read_device_tree_model, read_edgetpus, read_file,
                             read_hostname, read_meminfo_gib, read_network, read_nvidia_gpus,
                             read_os, read_storage, read_throttled)
