@@ -38,7 +38,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
 
 def system_type(cfg: DictConfig, platform: str) -> str:
     """edge | datacenter for a platform: its conf/platform YAML, else the run's config."""
-    from tuner.fleet.platforms import load_platform_config
+    from tuner.machine.platforms import load_platform_config
 
     try:
         kind = load_platform_config(platform).get("system_type")
@@ -68,7 +68,7 @@ def objective_of(row: dict[str, Any]) -> str:
 
 
 def _detect_on_node(platform: str) -> dict[str, Any]:
-    from tuner.fleet.platforms import detect
+    from tuner.machine.platforms import detect
 
     facts = detect().to_dict()
     facts["platform"] = platform  # the Ray label the trial ran under

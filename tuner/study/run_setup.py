@@ -57,7 +57,7 @@ def shipped_accuracy_prior(cfg: DictConfig, space) -> dict[tuple, float]:
 def local_platform_name(cfg: DictConfig) -> str:
     if cfg.platform.name != "auto":
         return cfg.platform.name
-    from tuner.fleet.platforms import detect
+    from tuner.machine.platforms import detect
 
     return detect(runtimes=False).platform
 
