@@ -97,10 +97,10 @@ def test_a_point_surely_off_the_front_stops_early(measure_fresh, cache_dir, full
     assert r.accuracy_source == "measured" and r.accuracy == full.accuracy
 
 
-def test_the_book_hands_a_trial_its_studys_front(tmp_path):
+def test_the_planner_hands_a_trial_its_studys_front(tmp_path):
     from types import SimpleNamespace
 
-    from tuner.study.accuracy_book import MeasuredAccuracy
+    from tuner.accuracy.planner import AccuracyPlanner
 
     fidelity = SimpleNamespace(sequential_accuracy=True, share_accuracy=True,
                                accuracy_confidence=0.99, accuracy_width=0.005,
@@ -111,24 +111,25 @@ def test_the_book_hands_a_trial_its_studys_front(tmp_path):
                 "objective": "latency_ms", "latency_ms": latency, "accuracy": acc,
                 "accuracy_low": low}
 
-    book = MeasuredAccuracy(tmp_path, fidelity, [
+    planner = AccuracyPlanner(tmp_path, fidelity, [
         row(0, 1.0, 0.80), row(1, 2.0, 0.90), row(2, 3.0, 0.85),  # 2 is dominated by 1
         row(3, 4.0, 0.95, low=0.93),  # an estimate counts at its low end
         row(4, 0.5, 0.99, state="infeasible"), row(5, 0.1, 0.99, study="other")])
     cfg = TrialConfig(study="s", trial=9, platform="p", workload={"name": "digits"},
                       model=dict(VARIANT), backend="onnxruntime", knobs={},
                       scenario="SingleStream")
-    plan = book.plan(cfg, 0.5)
+    plan = planner.plan(cfg, 0.5)
     assert plan["front"] == {"objective": "latency_ms", "maximize": False,
                              "points": [[1.0, 0.80], [2.0, 0.90], [4.0, 0.93]]}
-    other = book.plan(TrialConfig(**{**vars(cfg), "study": "new", "trial": 10,
+    other = planner.plan(TrialConfig(**{**vars(cfg), "study": "new", "trial": 10,
                                      "knobs": {"graph_optimization": "basic"}}), 0.5)
     assert isinstance(other, dict) and other["sequential"] and "front" not in other
 
 
 def test_an_interval_straddling_the_floor_is_undecided(tmp_path):
     from experiments.records import Records
-    from tuner.study.outcome import AccuracyFloor, Recorder
+    from tuner.accuracy.floor import AccuracyFloor
+    from tuner.study.outcome import Recorder
 
     recorder = Recorder(tmp_path, Records(tmp_path), AccuracyFloor(0.9, 0.99))
     cfg = TrialConfig(study="s", trial=1, platform="p", workload={"name": "digits"},
@@ -171,7 +172,7 @@ def test_intervals():
 
 
 def test_the_key_ignores_output_invariant_knobs():
-    from tuner.study.accuracy_book import accuracy_key
+    from tuner.accuracy.planner import accuracy_key
 
     def key(backend, knobs):
         return accuracy_key(TrialConfig(study="s", trial=0, platform="a",

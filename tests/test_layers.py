@@ -25,8 +25,9 @@ ALLOWED = {
 }
 # tuner's parts, top to bottom: a part imports only parts on a lower line (and itself).
 # commands and the CLI run studies; a study dispatches to the fleet; the fleet starts nodes
-# and runs the worker; the worker measures one TrialConfig; at the bottom the facts all of
-# them share: the wire contract, the config schema, what this machine is.
+# and runs the worker; the worker measures one TrialConfig (the wire contract), which carries
+# an accuracy plan; at the bottom the facts all of them share: the config schema, what this
+# machine is.
 TUNER_ORDER = (
     ("__main__",),
     ("commands",),
@@ -35,6 +36,7 @@ TUNER_ORDER = (
     ("node",),
     ("worker",),
     ("trial",),
+    ("accuracy",),
     ("config", "machine"),
 )
 MAX_LINES = 350  # the redesign's aim: past this a module is doing several jobs

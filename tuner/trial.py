@@ -44,8 +44,8 @@ class TrialConfig:
     fidelity: Fidelity = field(default_factory=Fidelity)
     run_accuracy: bool = True
     accuracy_sample_count: int | None = None  # None: the whole validation set
-    # How the accuracy pass runs (tuner.worker.accuracy; set by the driver's accuracy
-    # book): {"sequential": bool, "floor", "confidence", "width", "first_chunk",
+    # How the accuracy pass runs (tuner.accuracy.passes; set by the driver's accuracy
+    # planner): {"sequential": bool, "floor", "confidence", "width", "first_chunk",
     # "reference": {accuracy, responses} (a paired comparison), "inherit": {from, accuracy,
     # metric, low, high, spot: {index: hex}} (reuse after an identical spot check)}
     accuracy: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,8 @@ from experiments.records import Records
 from experiments.report import fmt
 from tuner.fleet.dispatch import PLATFORM_LABEL, DispatchError, RayDispatcher
 from tuner.study.run_setup import fixed_floor, make_dispatcher
-from tuner.study.outcome import AccuracyFloor, Recorder
+from tuner.accuracy.floor import AccuracyFloor
+from tuner.study.outcome import Recorder
 from tuner.study.scheduler import Scheduler
 from tuner.trial import Fidelity, TrialConfig, TrialResult
 

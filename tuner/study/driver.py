@@ -32,10 +32,11 @@ from experiments.objectives import objective as objective_of
 from experiments.records import Records
 from search_spaces import AccuracyBook, make_sampler
 from search_spaces.cost import COST_ATTR
+from tuner.accuracy.floor import AccuracyFloor
+from tuner.accuracy.planner import HOLD, AccuracyPlanner
 from tuner.fleet.dispatch import DispatchError
-from tuner.study.accuracy_book import HOLD, MeasuredAccuracy
 from tuner.study.journal import JOURNAL, open_journal
-from tuner.study.outcome import AccuracyFloor, Recorder
+from tuner.study.outcome import Recorder
 from tuner.study.plan import PlatformPlan, trial_config
 from tuner.study.progress import StudyProgress, best_text
 from tuner.study.run_setup import (cluster_plans, fixed_floor, make_dispatcher,
@@ -94,7 +95,8 @@ class Driver:
         self._accuracy: AccuracyBook | None = None  # what the samplers know of accuracy
         # accuracy shared across platforms and runs (measured trials only; a replay or a
         # simulation answers accuracy from its table)
-        self.book = MeasuredAccuracy(self.run_dir, cfg.fidelity, self.records.rows) \
+        self.planner = AccuracyPlanner(self.run_dir, cfg.fidelity, self.records.rows,
+                                       self.recorder.floor.reference) \
             if self.fidelity == SHORT else None
 
     # --- setup ---------------------------------------------------------------------
@@ -237,8 +239,8 @@ class Driver:
     def _submit(self, ps: PlatformStudy, trial, tcfg: TrialConfig) -> bool:
         """Submit with its accuracy plan; False when held for another trial measuring the
         same accuracy key (submitted once that one is recorded)."""
-        if self.book is not None:
-            plan = self.book.plan(tcfg, self.recorder.floor.value(ps.name) or None)
+        if self.planner is not None:
+            plan = self.planner.plan(tcfg, self.recorder.floor.value(ps.name) or None)
             if plan == HOLD:
                 ps.held.append((trial, tcfg))
                 return False
@@ -289,10 +291,10 @@ class Driver:
 
     def _finish(self, ps: PlatformStudy, item: Finished) -> None:
         row = self.recorder.row(item.tcfg, item.result, self.objective)
-        if self.book is not None:
-            self.book.observe(row)
+        if self.planner is not None:
+            self.planner.observe(row)
             if row["state"] == "failed":
-                self.book.release(row["accuracy_key"])
+                self.planner.release(row["accuracy_key"])
         self._tell(ps, item.token, row)
         ps.finished += 1
         ps.best = best_text(self.records.rows, ps.name, self.objective)

@@ -1,6 +1,7 @@
-"""The driver's record of measured accuracies: accuracy belongs to the model and the runtime,
-not the device. (The search's own view of it, what the samplers know per point, is
-``search_spaces.AccuracyBook``, fed from the same records.)
+"""The driver's accuracy planner: what was measured, and how each trial's accuracy pass runs.
+Accuracy belongs to the model and the runtime, not the device. (The search's own view of
+it, what the samplers know per point, is ``search_spaces.AccuracyBook``, fed from the same
+records.)
 
 An accuracy key names what decides a model's outputs: the workload (dataset and its
 count), the model parameters, the runtime, and the runtime knobs that may change outputs
@@ -8,7 +9,7 @@ count), the model parameters, the runtime, and the runtime knobs that may change
 is not part of it, so every platform study of a fleet, and every later run in the same run
 directory, shares what one trial measured.
 
-For each trial the book writes ``TrialConfig.accuracy`` (``tuner.worker.accuracy`` reads it):
+For each trial the planner writes ``TrialConfig.accuracy`` (``tuner.accuracy.passes`` runs it):
 
 - the key was measured before, with an accuracy log on disk: inherit its figure after a
   spot check (the first ``spot_check_samples`` responses in the fixed shuffled order must
@@ -16,26 +17,40 @@ For each trial the book writes ``TrialConfig.accuracy`` (``tuner.worker.accuracy
 - another trial is measuring the key right now: ``HOLD`` (the driver submits the trial once
   that one is recorded, so the fleet measures each key once);
 - else a sequential pass against the floor, paired with the study's fp32 reference when
-  its responses are on disk, with the study's front so far (a trial surely dominated by
-  one of its points stops scoring).
+  its responses are on disk (``tuner.accuracy.reference``), with the study's front so far
+  (a trial surely dominated by one of its points stops scoring).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import backends
 from experiments import loadgen_logs, pareto, sequential
 from experiments.objectives import OBJECTIVES
-from tuner.trial import TrialConfig
+from tuner.accuracy.reference import Fp32Reference
 
 HOLD = "hold"
 MAX_PAIRED = 4096  # reference responses shipped with a trial, at most (sequential order)
 
 
-def accuracy_key(tcfg: TrialConfig) -> str:
+class Trial(Protocol):
+    """What the planner reads of a trial (a ``tuner.trial.TrialConfig``, which sits above
+    this package: its ``accuracy`` field holds the plan made here)."""
+
+    study: str
+    trial: int
+    workload: dict[str, Any]
+    model: dict[str, Any]
+    backend: str
+    knobs: dict[str, Any]
+    accuracy_sample_count: int | None
+
+
+def accuracy_key(tcfg: Trial) -> str:
+    """The record's ``accuracy_key``: a hash of what decides a model's outputs."""
     try:
         invariant = backends.get(tcfg.backend).OUTPUT_INVARIANT_KNOBS
     except KeyError:  # a replayed table's runtime name
@@ -47,8 +62,12 @@ def accuracy_key(tcfg: TrialConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class MeasuredAccuracy:
-    def __init__(self, run_dir: Path, fidelity_cfg, rows: list[dict[str, Any]]):
+class AccuracyPlanner:
+    """``reference``: the study's fp32 reference, shared with the floor (``AccuracyFloor``)
+    and fed with the records by the recorder, not here."""
+
+    def __init__(self, run_dir: Path, fidelity_cfg, rows: list[dict[str, Any]],
+                 reference: Fp32Reference | None = None):
         self.run_dir = Path(run_dir)
         self.sequential = bool(fidelity_cfg.sequential_accuracy)
         self.share = bool(fidelity_cfg.share_accuracy)
@@ -58,7 +77,7 @@ class MeasuredAccuracy:
         self.spot_samples = int(fidelity_cfg.spot_check_samples)
         self.known: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}  # key -> trial number measuring it
-        self._reference: dict[str, dict[str, Any]] = {}  # study -> best whole-set fp32 row
+        self.reference = reference if reference is not None else Fp32Reference()
         # study -> its feasible search points (trial, speed, sure accuracy), for its front
         self._feasible: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -84,17 +103,13 @@ class MeasuredAccuracy:
         best = self.known.get(key)
         if best is None or (row.get("accuracy_samples") or 0) > (best.get("accuracy_samples") or 0):
             self.known[key] = row
-        if row.get("accuracy_source") == "measured" and _precision(row) == "fp32":
-            ref = self._reference.get(row["study"])
-            if ref is None or row["accuracy"] > ref["accuracy"]:
-                self._reference[row["study"]] = row
 
     def release(self, key: str) -> None:
         """A trial of ``key`` ended without a measurement: others may measure it."""
         self.inflight.pop(key, None)
 
     # --- how a trial measures ------------------------------------------------------
-    def plan(self, tcfg: TrialConfig, floor: float | None) -> dict[str, Any] | str:
+    def plan(self, tcfg: Trial, floor: float | None) -> dict[str, Any] | str:
         key = accuracy_key(tcfg)
         if self.share:
             source = self.known.get(key)
@@ -111,14 +126,14 @@ class MeasuredAccuracy:
         self.inflight[key] = tcfg.trial
         return self._pass(tcfg, floor)
 
-    def _pass(self, tcfg: TrialConfig, floor: float | None) -> dict[str, Any]:
+    def _pass(self, tcfg: Trial, floor: float | None) -> dict[str, Any]:
         plan: dict[str, Any] = {"sequential": self.sequential, "floor": floor,
                                 "confidence": self.confidence, "width": self.width,
                                 "min_samples": self.min_samples}
         front = self._front(tcfg.study)
         if self.sequential and front:
             plan["front"] = front
-        ref = self._reference.get(tcfg.study)
+        ref = self.reference.paired(tcfg.study)
         if self.sequential and ref is not None:
             responses = self._responses(ref, MAX_PAIRED)
             if responses:
@@ -149,8 +164,3 @@ class MeasuredAccuracy:
         if not all(int(i) in logged for i in order):
             return None
         return {str(int(i)): logged[int(i)].hex() for i in order}
-
-
-def _precision(row: dict[str, Any]) -> str | None:
-    system = json.loads(row.get("system") or "{}")
-    return system.get("precision") or json.loads(row.get("params") or "{}").get("precision")

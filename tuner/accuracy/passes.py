@@ -1,6 +1,7 @@
 """A trial's accuracy: inherited after a spot check, estimated sequentially, or measured.
 
-Three ways, cheapest first (``TrialConfig.accuracy``, set by the driver's accuracy book):
+The worker's side of accuracy. Three ways, cheapest first (``TrialConfig.accuracy``, set
+by the driver's ``AccuracyPlanner``):
 
 - **inherited**: an earlier trial measured the same accuracy key (model file x runtime x
   output-changing knobs). This trial's responses on its first samples (in the fixed
