@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import backends
 from experiments import loadgen_logs, pareto, sequential
 from experiments.objectives import OBJECTIVES
+from tuner.accuracy.plan import AccuracyPlan, Front, Inherit, PairedReference
 from tuner.accuracy.reference import Fp32Reference
 
 HOLD = "hold"
@@ -109,46 +111,45 @@ class AccuracyPlanner:
         self.inflight.pop(key, None)
 
     # --- how a trial measures ------------------------------------------------------
-    def plan(self, tcfg: Trial, floor: float | None) -> dict[str, Any] | str:
+    def plan(self, tcfg: Trial, floor: float | None) -> AccuracyPlan | str:
+        """The trial's plan, or ``HOLD``."""
         key = accuracy_key(tcfg)
         if self.share:
             source = self.known.get(key)
             spot = self._responses(source, self.spot_samples) if source else None
             if spot:
-                return {"inherit": {"from": f"{source['study']}/{source['trial']}",
-                                    "accuracy": source["accuracy"],
-                                    "metric": source.get("accuracy_metric"),
-                                    "low": source.get("accuracy_low"),
-                                    "high": source.get("accuracy_high"), "spot": spot},
-                        **self._pass(tcfg, floor)}
+                return replace(self._pass(tcfg, floor), inherit=Inherit(
+                    f"{source['study']}/{source['trial']}", source["accuracy"],
+                    source.get("accuracy_metric"), source.get("accuracy_low"),
+                    source.get("accuracy_high"), spot))
             if key in self.inflight:
                 return HOLD
         self.inflight[key] = tcfg.trial
         return self._pass(tcfg, floor)
 
-    def _pass(self, tcfg: Trial, floor: float | None) -> dict[str, Any]:
-        plan: dict[str, Any] = {"sequential": self.sequential, "floor": floor,
-                                "confidence": self.confidence, "width": self.width,
-                                "min_samples": self.min_samples}
+    def _pass(self, tcfg: Trial, floor: float | None) -> AccuracyPlan:
+        plan = AccuracyPlan(sequential=self.sequential, floor=floor,
+                            confidence=self.confidence, width=self.width,
+                            min_samples=self.min_samples)
         front = self._front(tcfg.study)
         if self.sequential and front:
-            plan["front"] = front
+            plan.front = front
         ref = self.reference.paired(tcfg.study)
         if self.sequential and ref is not None:
             responses = self._responses(ref, MAX_PAIRED)
             if responses:
-                plan["reference"] = {"accuracy": ref["accuracy"], "responses": responses,
-                                     "from": f"{ref['study']}/{ref['trial']}"}
+                plan.reference = PairedReference(f"{ref['study']}/{ref['trial']}",
+                                                 ref["accuracy"], responses)
         return plan
 
-    def _front(self, study: str) -> dict[str, Any] | None:
+    def _front(self, study: str) -> Front | None:
         """The study's feasible, non-dominated (speed, accuracy) points so far."""
         points = self._feasible.get(study)
         if not points:
             return None
         column = points[-1]["objective"]
-        return {"objective": column, "maximize": OBJECTIVES[column].maximize,
-                "points": [[p[column], p["accuracy"]] for p in pareto.front(points, column)]}
+        return Front(column, OBJECTIVES[column].maximize,
+                     [[p[column], p["accuracy"]] for p in pareto.front(points, column)])
 
     def _responses(self, row: dict[str, Any], limit: int) -> dict[str, str] | None:
         """The row's first ``limit`` responses in the fixed shuffled order, as hex."""

@@ -20,6 +20,7 @@ import tempfile
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -266,21 +267,20 @@ def _accuracy(cfg: TrialConfig, workload, respond, samples, run, total: int,
               result: TrialResult) -> passes.AccuracyOutcome:
     """Inherited after an identical spot check, else sequential (search trials), else the
     whole set (promotion, compliant runs, or ``sequential: false``)."""
-    plan = cfg.accuracy or {}
-    if plan.get("inherit") and cfg.fidelity.name == SHORT:  # promotion always measures
-        spot = {int(i): h for i, h in plan["inherit"]["spot"].items() if int(i) < total}
+    plan = cfg.accuracy
+    if plan.inherit and cfg.fidelity.name == SHORT:  # promotion always measures
+        spot = {int(i): h for i, h in plan.inherit.spot.items() if int(i) < total}
         bad = passes.spot_check(respond, samples, spot)
         if not bad:
             return passes.inherited(plan, len(spot))
-        result.system["spot_check_mismatch"] = {"from": plan["inherit"]["from"],
+        result.system["spot_check_mismatch"] = {"from": plan.inherit.source,
                                                 "samples": len(spot), "differ": bad[:20]}
     # a small set is scored whole: its one batched pass costs less than the chunks' LoadGen
     # runs and the interval's re-scoring (30 mAP evaluations a look for detection)
-    if plan.get("sequential") and cfg.fidelity.name == SHORT \
-            and total >= int(plan.get("min_samples", 0)):
-        if plan.get("front") and result.valid:  # this trial's speed, to place it off the front
-            plan = {**plan, "front": {**plan["front"],
-                                      "own": getattr(result, plan["front"]["objective"], None)}}
+    if plan.sequential and cfg.fidelity.name == SHORT and total >= plan.min_samples:
+        if plan.front and result.valid:  # this trial's speed, to place it off the front
+            plan = replace(plan, front=replace(plan.front,
+                                               own=result.figure(plan.front.objective)))
         out = passes.sequential_pass(workload, run, total, plan)
     else:
         responses = run(list(range(total)), "accuracy")
