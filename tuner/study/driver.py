@@ -34,13 +34,12 @@ from search_spaces import AccuracyBook, make_sampler
 from search_spaces.cost import COST_ATTR
 from tuner.accuracy.floor import AccuracyFloor
 from tuner.accuracy.planner import HOLD, AccuracyPlanner
-from tuner.fleet.dispatch import DispatchError
+from tuner.fleet.dispatch import DispatchError, Dispatcher
 from tuner.study.journal import JOURNAL, open_journal
 from tuner.study.outcome import Recorder
 from tuner.study.plan import PlatformPlan, trial_config
 from tuner.study.progress import StudyProgress, best_text
-from tuner.study.run_setup import (cluster_plans, fixed_floor, make_dispatcher,
-                                   shipped_accuracy_prior, validated, warm_start_plan)
+from tuner.study.run_setup import RunSetup, prepare
 from tuner.study.scheduler import Finished, Lane, Scheduler
 from tuner.trial import TrialConfig
 
@@ -75,20 +74,23 @@ class PlatformStudy:
 
 
 class Driver:
-    def __init__(self, cfg: DictConfig, dispatcher=None, console=None):
-        self._own_dispatcher = dispatcher is None
-        cfg, dispatcher = validated(cfg, dispatcher)
+    def __init__(self, cfg: DictConfig | RunSetup, dispatcher: Dispatcher | None = None,
+                 console=None):
+        """``cfg``: a run's set-up (the command line prepared it), or a config prepared here."""
+        self.setup = cfg if isinstance(cfg, RunSetup) else prepare(cfg, dispatcher)
+        self._own_dispatcher = self.setup.own_dispatcher
+        cfg, dispatcher = self.setup.cfg, self.setup.dispatcher
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.objective = scenario_facts(cfg.scenario.name).objective
         # the fidelity this run's search records carry: a replayed answer is never "short"
-        self.fidelity = getattr(dispatcher, "search_fidelity", None) or (
+        self.fidelity = (dispatcher.search_fidelity if dispatcher is not None else None) or (
             REPLAY if cfg.cluster.mode == "replay" else SHORT)
         self.records = Records(self.run_dir)
         self.storage = open_journal(self.run_dir)
         self.recorder = Recorder(self.run_dir, self.records,
-                                 AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction))
+                                 AccuracyFloor(self.setup.floor, cfg.study.accuracy_floor_fraction))
         self.dispatcher = dispatcher
         self.console = console
         self.studies: list[PlatformStudy] = []
@@ -128,7 +130,7 @@ class Driver:
             rows = [r for r in self.records.rows
                     if r["fidelity"] == self.fidelity and r.get("accuracy_low") is None]
             self._accuracy = AccuracyBook.from_records(rows, plan.space)
-            prior = shipped_accuracy_prior(self.cfg, plan.space)
+            prior = self.setup.accuracy_prior(plan.space)
             if prior:
                 self._accuracy.merge(prior, prior=True, source="shipped with the models")
                 self._print(f"accuracy prior: {len(prior)} accuracy key(s) from the figures "
@@ -159,15 +161,14 @@ class Driver:
 
     def _warm_start(self, plan: PlatformPlan):
         """``study.warm_start`` for this platform (None when none is given)."""
-        return warm_start_plan(self.cfg, self.records.rows, plan, self.objective, self._print)
+        return self.setup.warm_start(self.records.rows, plan, self.objective, self._print)
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> list[PlatformStudy]:
         own = self._own_dispatcher
-        if self.dispatcher is None:
-            self.dispatcher = make_dispatcher(self.cfg)
+        self.dispatcher = self.setup.connect()
         try:
-            plans = cluster_plans(self.cfg, self.dispatcher)
+            plans = self.setup.plans()
             self._say_skipped(plans)
             self.scheduler = Scheduler(self.dispatcher, self.cfg.study.trial_timeout_s)
             for plan in plans:
@@ -323,7 +324,7 @@ class Driver:
         ps.study.tell(trial, values, skip_if_finished=True)
 
 
-def run(cfg: DictConfig, console=None) -> Path:
+def run(cfg: DictConfig | RunSetup, console=None) -> Path:
     """Run (or resume) the study and write the Pareto report; returns the run directory."""
     from experiments.report import print_fronts, render
 
