@@ -1,6 +1,6 @@
 """What this node is: platform name, CPU, memory, OS, accelerators, runtimes.
 
-``detect()`` reads the same files the kernel exposes (``tuner.fleet.hardware``: ``/proc/cpuinfo``,
+``detect()`` reads the same files the kernel exposes (``tuner.machine.hardware``: ``/proc/cpuinfo``,
 ``/proc/device-tree/model``, ``/sys/...``, ``/etc/os-release``) under a ``root`` that
 defaults to ``/``, so tests feed fake trees from ``tmp_path``. Commands (``nvidia-smi``,
 ``vcgencmd``) are looked up on ``PATH`` (tests put fake scripts there).
