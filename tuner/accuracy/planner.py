@@ -65,8 +65,9 @@ def accuracy_key(tcfg: Trial) -> str:
 
 
 class AccuracyPlanner:
-    """``reference``: the study's fp32 reference, shared with the floor (``AccuracyFloor``)
-    and fed with the records by the recorder, not here."""
+    """``reference``: the studies' fp32 reference, the floor's own (``AccuracyFloor``),
+    which the recorder feeds with every row; the planner only reads it (None: an empty one,
+    so no pass is paired)."""
 
     def __init__(self, run_dir: Path, fidelity_cfg, rows: list[dict[str, Any]],
                  reference: Fp32Reference | None = None):
