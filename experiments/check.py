@@ -121,7 +121,7 @@ def run_problems(perf: DetailLog, acc: DetailLog | None, accuracy_total: int | N
                                            or acc.get("qsl_reported_total_count"))
         counted = [(logged, "accuracy run sample count")]
         if accuracy_total is not None or benchmark not in BENCHMARKS \
-                or BENCHMARKS[benchmark].accuracy_key == "accuracy":
+                or BENCHMARKS[benchmark].accuracy_txt_key == "accuracy":
             counted.insert(0, (accuracy_total, "accuracy.txt total"))  # mAP= and AUC= count none
         for total, what in counted:
             if total is None or int(total) < dataset_size:
@@ -201,8 +201,8 @@ def check_scenario(path: Path, scenario: str, benchmark: str, kinds: set[str],
     if parsed is None:
         fail("accuracy.format", "no metric line ('accuracy=XX.XXX%, good=N, total=M', "
              "'mAP=XX.XXX%' or 'AUC=XX.XXX%')", acc_txt)
-    elif (want := BENCHMARKS.get(benchmark)) and parsed.key != want.accuracy_key:
-        fail("accuracy.metric", f"{benchmark} is scored by {want.accuracy_key}=, "
+    elif (want := BENCHMARKS.get(benchmark)) and parsed.key != want.accuracy_txt_key:
+        fail("accuracy.metric", f"{benchmark} is scored by {want.accuracy_txt_key}=, "
              f"the file gives {parsed.key}=", acc_txt)
     if why := checker_lines_problem(text, benchmark):
         fail("accuracy.lines", why, acc_txt)

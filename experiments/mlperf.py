@@ -98,7 +98,7 @@ class Benchmark:
 
     name: str
     task: str  # classification | detection | recommendation
-    accuracy_key: str  # the key of accuracy.txt's metric line: accuracy | mAP | AUC
+    accuracy_txt_key: str  # the key of accuracy.txt's metric line: accuracy | mAP | AUC
     performance_sample_count: int | None = None
     dataset_size: int | None = None  # the full accuracy set (a smaller one needs a skip flag)
     server_latency_ns: int | None = None  # the Server scenario's latency bound

@@ -1,6 +1,6 @@
 """The MLPerf ``systems/<system>.json`` (35 keys, checker v6.1) of a one-node system, made
 from the node's facts as recorded with its trials (``NodeFacts.to_dict()`` of
-``tuner.fleet.platforms``: a plain dict), so packing never re-detects a machine.
+``tuner.machine.platforms``: a plain dict), so packing never re-detects a machine.
 
 Facts no file on a node states (board memory layout, EdgeTPU SRAM) are here too.
 """

@@ -4,18 +4,21 @@ Through the public paths: ``measure`` (a real LoadGen run), the recorder, the bo
 from __future__ import annotations
 
 import json
+import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from experiments import loadgen_logs, sequential
+from tuner.accuracy.plan import AccuracyPlan, Front, Inherit, PairedReference
 from tuner.trial import Fidelity, TrialConfig, TrialResult
 
 VARIANT = {"width": 0.25, "resolution": 32, "precision": "fp32"}
 SHORT = Fidelity("short", min_duration_ms=300, min_query_count=32, max_duration_ms=5000)
 
 
-def trial(cache_dir, accuracy: dict, knobs=None) -> TrialConfig:
+def trial(cache_dir, accuracy: AccuracyPlan, knobs=None) -> TrialConfig:
     return TrialConfig(study="acc", trial=0, platform="test", workload={"name": "digits"},
                        model=dict(VARIANT), backend="onnxruntime",
                        knobs=knobs or {"intra_op_threads": 1}, scenario="SingleStream",
@@ -30,7 +33,7 @@ def full(cache_dir):
     from tests.conftest import _measure
 
     with mp.get_context("spawn").Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(_measure, (trial(cache_dir, {"sequential": False}),))
+        return pool.apply(_measure, (trial(cache_dir, AccuracyPlan(sequential=False)),))
 
 
 def spot_from(result: TrialResult, count: int = 32) -> dict[str, str]:
@@ -46,20 +49,18 @@ def test_a_whole_pass_is_measured(full):
 
 
 def test_inherited_needs_an_identical_spot_check(measure_fresh, cache_dir, full):
-    inherit = {"from": "acc/0", "accuracy": full.accuracy, "metric": "top1",
-               "spot": spot_from(full)}
+    inherit = Inherit("acc/0", full.accuracy, "top1", spot=spot_from(full))
     # other threads: an output-invariant knob, so the same key
-    r = measure_fresh(trial(cache_dir, {"inherit": inherit, "sequential": False},
+    r = measure_fresh(trial(cache_dir, AccuracyPlan(inherit=inherit),
                             knobs={"intra_op_threads": 2}))
     assert r.ok and r.accuracy_source == "inherited" and r.accuracy_from == "acc/0"
     assert r.accuracy == full.accuracy and r.accuracy_total == 32
     # one response changed: the check fails, the trial measures its own and says so
-    bad = dict(inherit["spot"])
+    bad = dict(inherit.spot)
     first = next(iter(bad))
     bad[first] = np.array([(int.from_bytes(bytes.fromhex(bad[first]), "little") + 1) % 10],
                           np.int32).tobytes().hex()
-    r = measure_fresh(trial(cache_dir, {"inherit": {**inherit, "spot": bad},
-                                        "sequential": False}))
+    r = measure_fresh(trial(cache_dir, AccuracyPlan(inherit=replace(inherit, spot=bad))))
     assert r.ok and r.accuracy_source == "measured" and r.accuracy_total == 359
     assert r.system["spot_check_mismatch"]["differ"] == [int(first)]
     assert "spot check against acc/0 differed on 1 of 32" in r.cause
@@ -67,8 +68,8 @@ def test_inherited_needs_an_identical_spot_check(measure_fresh, cache_dir, full)
 
 def test_a_settled_verdict_stops_early(measure_fresh, cache_dir, full):
     # a floor far below the model's accuracy: settled after the first chunk(s)
-    r = measure_fresh(trial(cache_dir, {"sequential": True, "floor": 0.5,
-                                        "confidence": 0.99, "width": 0.0}))
+    r = measure_fresh(trial(cache_dir, AccuracyPlan(sequential=True, floor=0.5,
+                                                    confidence=0.99, width=0.0)))
     assert r.ok and r.accuracy_source == "estimated"
     assert r.accuracy_total < 359 and r.accuracy_low > 0.5
     assert r.accuracy_low <= full.accuracy <= r.accuracy_high
@@ -76,31 +77,29 @@ def test_a_settled_verdict_stops_early(measure_fresh, cache_dir, full):
 
 
 def test_an_unsettled_pass_scores_the_whole_set(measure_fresh, cache_dir, full):
-    r = measure_fresh(trial(cache_dir, {"sequential": True, "floor": full.accuracy,
-                                        "confidence": 0.99, "width": 0.0}))
+    r = measure_fresh(trial(cache_dir, AccuracyPlan(sequential=True, floor=full.accuracy,
+                                                    confidence=0.99, width=0.0)))
     assert r.accuracy_source == "measured" and r.accuracy == full.accuracy
 
 
 def test_a_point_surely_off_the_front_stops_early(measure_fresh, cache_dir, full):
     """No floor verdict, no width: a point of the study's front that is faster and more
     accurate than the interval's high end stops the pass; a slower one does not."""
-    fast = {"objective": "latency_ms", "maximize": False, "points": [[1e-6, 0.9999]]}
-    r = measure_fresh(trial(cache_dir, {"sequential": True, "floor": None, "width": 0.0,
-                                        "confidence": 0.99, "front": fast}))
+    fast = Front("latency_ms", maximize=False, points=[[1e-6, 0.9999]])
+    r = measure_fresh(trial(cache_dir, AccuracyPlan(sequential=True, width=0.0, front=fast)))
     assert r.ok and r.accuracy_source == "estimated" and r.accuracy_total == 64
     assert r.accuracy_high < 0.9999 and r.accuracy_low <= full.accuracy <= r.accuracy_high
     assert "off the front: latency_ms 1e-06 at 0.99990" in r.logs["accuracy/accuracy.txt"]
     assert "off the study's front" in r.cause
-    slow = {**fast, "points": [[1e9, 0.9999]]}
-    r = measure_fresh(trial(cache_dir, {"sequential": True, "floor": None, "width": 0.0,
-                                        "confidence": 0.99, "front": slow}))
+    slow = replace(fast, points=[[1e9, 0.9999]])
+    r = measure_fresh(trial(cache_dir, AccuracyPlan(sequential=True, width=0.0, front=slow)))
     assert r.accuracy_source == "measured" and r.accuracy == full.accuracy
 
 
-def test_the_book_hands_a_trial_its_studys_front(tmp_path):
+def test_the_planner_hands_a_trial_its_studys_front(tmp_path):
     from types import SimpleNamespace
 
-    from tuner.study.accuracy_book import MeasuredAccuracy
+    from tuner.accuracy.planner import AccuracyPlanner
 
     fidelity = SimpleNamespace(sequential_accuracy=True, share_accuracy=True,
                                accuracy_confidence=0.99, accuracy_width=0.005,
@@ -111,24 +110,47 @@ def test_the_book_hands_a_trial_its_studys_front(tmp_path):
                 "objective": "latency_ms", "latency_ms": latency, "accuracy": acc,
                 "accuracy_low": low}
 
-    book = MeasuredAccuracy(tmp_path, fidelity, [
+    planner = AccuracyPlanner(tmp_path, fidelity, [
         row(0, 1.0, 0.80), row(1, 2.0, 0.90), row(2, 3.0, 0.85),  # 2 is dominated by 1
         row(3, 4.0, 0.95, low=0.93),  # an estimate counts at its low end
         row(4, 0.5, 0.99, state="infeasible"), row(5, 0.1, 0.99, study="other")])
     cfg = TrialConfig(study="s", trial=9, platform="p", workload={"name": "digits"},
                       model=dict(VARIANT), backend="onnxruntime", knobs={},
                       scenario="SingleStream")
-    plan = book.plan(cfg, 0.5)
-    assert plan["front"] == {"objective": "latency_ms", "maximize": False,
-                             "points": [[1.0, 0.80], [2.0, 0.90], [4.0, 0.93]]}
-    other = book.plan(TrialConfig(**{**vars(cfg), "study": "new", "trial": 10,
+    plan = planner.plan(cfg, 0.5)
+    assert plan.front == Front("latency_ms", False, [[1.0, 0.80], [2.0, 0.90], [4.0, 0.93]])
+    other = planner.plan(TrialConfig(**{**vars(cfg), "study": "new", "trial": 10,
                                      "knobs": {"graph_optimization": "basic"}}), 0.5)
-    assert isinstance(other, dict) and other["sequential"] and "front" not in other
+    assert isinstance(other, AccuracyPlan) and other.sequential and other.front is None
+
+
+def test_the_plan_crosses_the_wire_and_older_records_still_load():
+    plan = AccuracyPlan(sequential=True, floor=0.7, min_samples=2000,
+                        front=Front("qps", True, [[100.0, 0.71]]),
+                        reference=PairedReference("s/1", 0.72, {"3": "00ff"}),
+                        inherit=Inherit("s/2", 0.71, "top1", 0.70, 0.72, {"5": "0a"}))
+    cfg = TrialConfig(study="s", trial=3, platform="p", workload={"name": "digits"},
+                      model=dict(VARIANT), backend="onnxruntime", knobs={},
+                      scenario="Offline", accuracy=plan)
+    # the record's config column is JSON; Ray pickles
+    assert TrialConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert pickle.loads(pickle.dumps(cfg)).accuracy == plan
+    # a record written before the plan was typed: an untyped dict, "from" for its source
+    old = {**cfg.to_dict(), "accuracy": {
+        "sequential": True, "floor": 0.7, "confidence": 0.99, "width": 0.01,
+        "min_samples": 2000, "front": {"objective": "qps", "maximize": True,
+                                       "points": [[100.0, 0.71]]},
+        "reference": {"accuracy": 0.72, "responses": {"3": "00ff"}, "from": "s/1"},
+        "inherit": {"from": "s/2", "accuracy": 0.71, "metric": "top1", "low": 0.70,
+                    "high": 0.72, "spot": {"5": "0a"}}}}
+    assert TrialConfig.from_dict(old).accuracy == plan
+    assert TrialConfig.from_dict({**old, "accuracy": {}}).accuracy == AccuracyPlan()
 
 
 def test_an_interval_straddling_the_floor_is_undecided(tmp_path):
     from experiments.records import Records
-    from tuner.study.outcome import AccuracyFloor, Recorder
+    from tuner.accuracy.floor import AccuracyFloor
+    from tuner.study.outcome import Recorder
 
     recorder = Recorder(tmp_path, Records(tmp_path), AccuracyFloor(0.9, 0.99))
     cfg = TrialConfig(study="s", trial=1, platform="p", workload={"name": "digits"},
@@ -171,7 +193,7 @@ def test_intervals():
 
 
 def test_the_key_ignores_output_invariant_knobs():
-    from tuner.study.accuracy_book import accuracy_key
+    from tuner.accuracy.planner import accuracy_key
 
     def key(backend, knobs):
         return accuracy_key(TrialConfig(study="s", trial=0, platform="a",

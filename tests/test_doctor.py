@@ -99,7 +99,7 @@ def test_start_refuses_an_unreachable_head_before_ray_start(tmp_path, monkeypatc
 
 def test_strict_start_refuses_a_coral_pi_without_its_edge_tpu(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TUNER_STATE_DIR", str(tmp_path / "state"))
-    from tuner.fleet import platforms
+    from tuner.machine import platforms
 
     facts = platforms.detect()
     if any(a["kind"] == "edgetpu" for a in facts.accelerators) or facts.runtimes.get("litert"):
@@ -112,7 +112,7 @@ def test_strict_start_refuses_a_coral_pi_without_its_edge_tpu(tmp_path, monkeypa
 
 
 def test_a_missing_runtime_is_one_line_saying_how(capsys, monkeypatch):
-    from tuner.fleet import platforms
+    from tuner.machine import platforms
     from tuner.node import doctor as doc
 
     facts = platforms.detect("rpi4", runtimes=False)
@@ -208,7 +208,7 @@ def test_extras_per_platform():
 
 
 def test_jetson_nano_platform_file_is_what_the_board_can_run():
-    from tuner.fleet.platforms import CONF_DIR, load_platform_config
+    from tuner.machine.platforms import CONF_DIR, load_platform_config
 
     conf = load_platform_config("jetson-nano")
     assert "tensorrt" not in conf["runtimes"]  # TensorRT 8.2 / Python 3.6 only on JetPack 4.6

@@ -239,7 +239,7 @@ def test_uninstalled_runtime_is_refused(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_offer_narrows_facts() -> None:
     from tuner.node.offer import apply_offer, parse_cpu_list
-    from tuner.fleet.platforms import detect
+    from tuner.machine.platforms import detect
 
     assert parse_cpu_list("0") == [0] and parse_cpu_list("0,1") == parse_cpu_list("0-1") == [0, 1]
     assert parse_cpu_list("3,0-1") == [0, 1, 3]

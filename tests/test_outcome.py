@@ -7,7 +7,8 @@ import json
 import pytest
 
 from experiments import loadgen_logs
-from tuner.study.outcome import AccuracyFloor, classify
+from tuner.accuracy.floor import AccuracyFloor
+from tuner.study.outcome import classify
 from tuner.trial import Fidelity, TrialConfig, TrialResult
 
 
@@ -28,6 +29,25 @@ def test_floor_follows_the_best_fp32_even_without_a_precision_dimension():
     floor.observe(row("s", 0.80, params={"precision": "fp32"}))  # an older record
     assert floor.value("s") == pytest.approx(0.99 * 0.80)
     assert AccuracyFloor(0.5, 0.99).value("s") == 0.5
+
+
+def test_one_fp32_reference_for_the_floor_and_the_paired_pass():
+    # an estimate is never the reference; a whole-set figure is, whatever its source; the
+    # paired pass needs the reference's own responses: a measured pass with its logs
+    floor = AccuracyFloor(fixed=None, fraction=0.5)
+    fp32 = {"precision": "fp32"}
+    measured = {**row("s", 0.80, system=fp32), "accuracy_source": "measured",
+                "log_dir": "trials/s/00001/short", "accuracy_key": "k"}
+    floor.observe({**row("s", 0.95, system=fp32), "accuracy_low": 0.93,
+                   "accuracy_source": "estimated", "log_dir": "x", "accuracy_key": "k"})
+    assert floor.value("s") == 0.0 and floor.reference.paired("s") is None
+    floor.observe(measured)
+    floor.observe({**row("s", 0.90, system=fp32), "accuracy_source": "inherited",
+                   "log_dir": "y", "accuracy_key": "k"})
+    floor.observe({**row("s", 0.99, system=fp32, state="failed"), "accuracy_source": "measured",
+                   "log_dir": "z", "accuracy_key": "k"})
+    assert floor.value("s") == pytest.approx(0.45)
+    assert floor.reference.paired("s") is measured
 
 
 def test_classify_states_and_causes():

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from experiments import system_json
-from tuner.fleet import platforms
-from tuner.fleet.platforms import NodeFacts, detect
+from tuner.machine import platforms
+from tuner.machine.platforms import NodeFacts, detect
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "platform"
 

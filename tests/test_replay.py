@@ -136,3 +136,30 @@ def test_replay_study_of_40_trials_on_the_published_xavier_table(tmp_path):
 
     study = optuna.load_study(study_name="mobilenet.jetson-xavier", storage=open_journal(run_dir))
     assert len(study.trials) >= 40 and not any("duration_s" in t.user_attrs for t in study.trials)
+
+
+def test_the_command_line_sets_a_run_up_once(table, tmp_path, monkeypatch, capsys):
+    """Validation, the floor and the replayed table's dispatcher: once per run, the
+    command line's set-up handed to the driver (each was done twice)."""
+    import tuner.fleet.replay as replay
+    import tuner.study.run_setup as run_setup
+    from tuner.__main__ import start
+
+    calls = {"validate": 0, "fixed_floor": 0, "table": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(run_setup, "validate", counted("validate", run_setup.validate))
+    monkeypatch.setattr(run_setup, "fixed_floor", counted("fixed_floor", run_setup.fixed_floor))
+    monkeypatch.setattr(replay.ReplayDispatcher, "__init__",
+                        counted("table", replay.ReplayDispatcher.__init__))
+    run_dir = tmp_path / "run"
+    start(["cluster=replay", f"cluster.table={table}", "cluster.platforms=[rpi4]",
+           "study.n_trials=2", "study.accuracy_floor=0.0", f"run_dir={run_dir}",
+           "progress=false"], show=False, print_cfg=None)
+    assert len(read(run_dir).to_pylist()) == 2
+    assert calls == {"validate": 1, "fixed_floor": 1, "table": 1}

@@ -174,7 +174,8 @@ def test_invalid_loadgen_run_is_infeasible(tmp_path, cache_dir, dispatcher):
 
 def test_resume_after_driver_killed_mid_trial(tmp_path, cache_dir, dispatcher):
     from tuner.worker.isolation import run_isolated
-    from tuner.study.outcome import AccuracyFloor, Recorder
+    from tuner.accuracy.floor import AccuracyFloor
+    from tuner.study.outcome import Recorder
     from tuner.study.plan import make_plan, trial_config
     from experiments.records import Records
 

@@ -151,7 +151,7 @@ def undo(run_dir: Path, existed: bool, before: dict[str, bytes], stamp: tuple | 
 
 def start(overrides: list[str], show: bool, print_cfg: str | None) -> None:
     from tuner.fleet.dispatch import DispatchError
-    from tuner.study.run_setup import fixed_floor, show_plan, validated
+    from tuner.study.run_setup import prepare, show_plan
 
     cfg, hydra_cfg = compose(overrides)
     if print_cfg:
@@ -162,10 +162,7 @@ def start(overrides: list[str], show: bool, print_cfg: str | None) -> None:
         if show:
             show_plan(cfg)
             return
-        checked, dispatcher = validated(cfg)  # everything that can fail before a trial
-        fixed_floor(checked)
-        if dispatcher is not None:
-            dispatcher.shutdown()
+        setup = prepare(cfg)  # everything that can fail before a trial, once
     except (ConfigError, DispatchError) as exc:
         fail(exc)
     run_dir = Path(cfg.run_dir)
@@ -175,7 +172,7 @@ def start(overrides: list[str], show: bool, print_cfg: str | None) -> None:
         before = save_config(run_dir, cfg, hydra_cfg)
         from tuner.study.driver import run
 
-        run(cfg)
+        run(setup)
     except (ConfigError, DispatchError) as exc:
         undo(run_dir, existed, before, stamp)
         fail(exc)

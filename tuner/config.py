@@ -85,7 +85,7 @@ class FidelityConfig:
     # otherwise issue every pre-generated query, however long that takes).
     max_duration_ms: Optional[int] = 10000
     accuracy_sample_count: Optional[int] = None  # None: the whole validation set
-    # Accuracy belongs to the model and runtime (tuner/study/accuracy_book.py): a search
+    # Accuracy belongs to the model and runtime (tuner/accuracy/planner.py): a search
     # trial inherits an earlier trial's figure for the same model file, runtime and
     # output-changing knobs after an identical spot check on its first samples ...
     share_accuracy: bool = True

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from experiments.mlperf import COMPLIANT, SHORT
+from tuner.accuracy.plan import AccuracyPlan
 
 
 @dataclass
@@ -50,11 +51,8 @@ class TrialConfig:
     fidelity: Fidelity = field(default_factory=Fidelity)
     run_accuracy: bool = True
     accuracy_sample_count: int | None = None  # None: the whole validation set
-    # How the accuracy pass runs (tuner.worker.accuracy; set by the driver's accuracy
-    # book): {"sequential": bool, "floor", "confidence", "width", "first_chunk",
-    # "reference": {accuracy, responses} (a paired comparison), "inherit": {from, accuracy,
-    # metric, low, high, spot: {index: hex}} (reuse after an identical spot check)}
-    accuracy: dict[str, Any] = field(default_factory=dict)
+    # How the accuracy pass runs (set by the driver's accuracy planner)
+    accuracy: AccuracyPlan = field(default_factory=AccuracyPlan)
     cache_dir: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # the Optuna params, verbatim
     # A performance run that ends INVALID because LoadGen's expected latency/QPS was wrong
@@ -77,6 +75,7 @@ class TrialConfig:
     def from_dict(cls, data: dict[str, Any]) -> "TrialConfig":
         data = dict(data)
         data["fidelity"] = Fidelity(**data.get("fidelity", {}))
+        data["accuracy"] = AccuracyPlan.from_dict(data.get("accuracy"))
         return cls(**data)
 
 
@@ -110,6 +109,11 @@ class TrialResult:
     # (answered from a table) or "simulated"; None means the config's own fidelity.
     fidelity: str | None = None
     source: str | None = None  # where replayed/imported figures came from (JSON or path)
+
+    def figure(self, column: str) -> float | None:
+        """The figure a record's objective column holds (``tuner.study.outcome.make_row``:
+        an INVALID run's latency of 0 is no figure)."""
+        return {"latency_ms": self.latency_ms or None, "qps": self.qps}.get(column)
 
     @classmethod
     def lost(cls, cause: str, platform: str, started_at: float) -> "TrialResult":

@@ -60,6 +60,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.mlperf import (BENCHMARKS, CHECKER_ROUND, INFERRED_FROM, MEASURED, REDUCED,
                                 SCENARIO_NAMES, current_benchmark)
 from experiments.selection import to_promote
+from tuner.accuracy.plan import AccuracyPlan
 from tuner.fleet.dispatch import DispatchError, RayDispatcher
 from tuner.commands.remeasure import (Print, attach_facts, dispatch_for, load_run_config, measure_all,
                              objective_of, recorder, render_report, run_timeout_s, shown,
@@ -234,7 +235,7 @@ def promote(run_dir: str | Path, picks: Iterable[str] = (), scenarios: list[str]
             # the scenario's whole accuracy pass: no inherited or sequential figure
             jobs.append(dataclasses.replace(
                 base, scenario=scenario, fidelity=fidelity, scenario_options=options,
-                accuracy_sample_count=None, run_accuracy=True, accuracy={}))
+                accuracy_sample_count=None, run_accuracy=True, accuracy=AccuracyPlan()))
     for line in refused.refused:
         out(line)
     if not jobs:

@@ -13,7 +13,8 @@ from experiments.records import Records
 from experiments.report import fmt
 from tuner.fleet.dispatch import PLATFORM_LABEL, DispatchError, RayDispatcher
 from tuner.study.run_setup import fixed_floor, make_dispatcher
-from tuner.study.outcome import AccuracyFloor, Recorder
+from tuner.accuracy.floor import AccuracyFloor
+from tuner.study.outcome import Recorder
 from tuner.study.scheduler import Scheduler
 from tuner.trial import Fidelity, TrialConfig, TrialResult
 
@@ -38,7 +39,7 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
 
 def system_type(cfg: DictConfig, platform: str) -> str:
     """edge | datacenter for a platform: its conf/platform YAML, else the run's config."""
-    from tuner.fleet.platforms import load_platform_config
+    from tuner.machine.platforms import load_platform_config
 
     try:
         kind = load_platform_config(platform).get("system_type")
@@ -71,7 +72,7 @@ def objective_of(row: dict[str, Any]) -> str:
 
 
 def _detect_on_node(platform: str) -> dict[str, Any]:
-    from tuner.fleet.platforms import detect
+    from tuner.machine.platforms import detect
 
     facts = detect().to_dict()
     facts["platform"] = platform  # the Ray label the trial ran under

@@ -10,6 +10,7 @@ evidence of run-to-run spread.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def reproduce(run_dir: str | Path, pick: str, fidelity: str | None = None, recor
     old = find_record(rec.records.rows, pick, fidelity)
     tcfg = TrialConfig.from_dict(json.loads(old["config"]))
     # a reproduction measures: an earlier trial's accuracy is not taken again
-    tcfg.accuracy = {k: v for k, v in (tcfg.accuracy or {}).items() if k != "inherit"}
+    tcfg.accuracy = replace(tcfg.accuracy, inherit=None)
     timeout_s = timeout_s or run_timeout_s(cfg, tcfg.fidelity)
     out(f"reproducing {old['study']} #{old['trial']} [{old['fidelity']}] {old['scenario']} "
         f"{old['model']} on platform {old['platform']} (recorded on node {old['node']})")

@@ -1,1 +1,1 @@
-"""The fleet side: where trials run (Ray, a replay table, simulated devices), platforms and hardware."""
+"""The fleet side: where trials run (the Dispatcher protocol: Ray, a replay table, simulated devices)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from tuner.node.labels import (PLATFORM_LABEL, accelerators_of, cores_of, dut_resource,
                                runtime_resource, runtimes_of)
@@ -81,7 +82,37 @@ def no_node(platform: str, present: dict[str, list[NodeInfo]]) -> str:
     return f"no node of platform {platform!r} (present: {', '.join(sorted(present)) or 'none'})"
 
 
-class RayDispatcher:
+class Dispatcher(Protocol):
+    """Where trials run, as the scheduler and the run's set-up see it: Ray (``RayDispatcher``),
+    a replayed table (``tuner.fleet.replay``) or simulated devices (``tuner.fleet.simulate``).
+    ``submit`` returns a reference; ``result`` turns a finished one into a ``TrialResult``
+    or the one-line cause of its loss."""
+
+    # The fidelity a search's records carry where the dispatcher measures on no device of
+    # its own (simulated); None: the trials' own (``short``, or ``replay`` in replay mode).
+    search_fidelity: str | None = None
+
+    def platforms(self) -> dict[str, list[NodeInfo]]: ...
+
+    def check(self, platforms: list[str], runtimes: list[str]) -> dict[str, int]: ...
+
+    def submit(self, cfg: TrialConfig, timeout_s: float | None) -> Any: ...
+
+    def wait(self, refs: list, timeout_s: float) -> list: ...
+
+    def result(self, ref) -> TrialResult | str: ...
+
+    def cancel(self, ref) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def points(self, platform: str, scenario: str) -> list[dict[str, Any]] | None:
+        """The only points a study of ``platform`` may propose (a replayed table holds only
+        some of its grid); None: any point of its space."""
+        return None
+
+
+class RayDispatcher(Dispatcher):
     def __init__(self, mode: str = "local", address: str | None = None,
                  platform: str = "local", num_cpus: int | None = None,
                  runtimes: list[str] | None = None):

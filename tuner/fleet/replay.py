@@ -28,7 +28,7 @@ from experiments.mlperf import PROMOTED, REPLAY, REPRODUCE
 from experiments.published import of_our_runtimes
 from search_spaces import canonical
 from tuner.config import ConfigError, ParamSpec
-from tuner.fleet.dispatch import DispatchError, NodeInfo
+from tuner.fleet.dispatch import DispatchError, Dispatcher, NodeInfo
 from tuner.trial import TrialConfig, TrialResult
 
 NOT_IN_TABLE = "not in table"
@@ -76,7 +76,7 @@ def load_rows(table) -> tuple[list[dict[str, Any]], str]:
     return rows, str(path / FILENAME if path.is_dir() else path)
 
 
-class ReplayDispatcher:
+class ReplayDispatcher(Dispatcher):
     """A dispatcher whose one "node" per platform is the table."""
 
     def __init__(self, table, platform: str | None = None, noise: float = 0.0, seed: int = 0):

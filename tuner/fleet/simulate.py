@@ -12,7 +12,7 @@ import dataclasses
 import time
 
 from experiments.mlperf import SIMULATED
-from tuner.fleet.dispatch import PLATFORM_LABEL, RayDispatcher, dut_resource
+from tuner.fleet.dispatch import PLATFORM_LABEL, Dispatcher, RayDispatcher, dut_resource
 from tuner.fleet.replay import ReplayDispatcher
 from tuner.trial import TrialConfig, TrialResult
 
@@ -22,7 +22,7 @@ def _hold(answer: TrialResult, hold_s: float) -> TrialResult:
     return answer
 
 
-class SimulatedDispatcher:
+class SimulatedDispatcher(Dispatcher):
     """A ``RayDispatcher`` whose trials hold a device for ``hold_s`` and answer from a
     replay table."""
 

@@ -33,8 +33,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tuner.fleet import platforms
-from tuner.fleet.platforms import NodeFacts
+from tuner.machine import platforms
+from tuner.machine.platforms import NodeFacts
 
 # pyproject says >=3.10, but the pinned onnxruntime 1.31.1, pyarrow 26.0.1, scikit-learn
 # 1.9.1 and matplotlib 3.11.2 publish nothing for 3.10 (scripts/aarch64_resolution.py).

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner.fleet import platforms
+from tuner.machine import platforms
 from tuner.node import labels as names
 from tuner.node.auth import apply_env, auth_env, resolve_auth
 from tuner.node.doctor import diagnose

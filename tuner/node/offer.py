@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from tuner.fleet.platforms import NodeFacts
+from tuner.machine.platforms import NodeFacts
 
 # Accelerator kinds as NodeFacts.accelerators names them.
 ACCELERATOR_KINDS = ("edgetpu", "gpu")

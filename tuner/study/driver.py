@@ -30,20 +30,19 @@ from omegaconf import DictConfig
 
 from experiments import noise
 from experiments.mlperf import REPLAY, SHORT, scenario as scenario_facts
-from experiments.objectives import ACCURACY
-from experiments.objectives import objective as objective_of
+from experiments.objectives import ACCURACY, objective as objective_of
 from experiments.records import Records
 from search_spaces import AccuracyBook, make_sampler
-from tuner.fleet.dispatch import DispatchError
-from tuner.study.accuracy_book import HOLD, MeasuredAccuracy
+from tuner.accuracy.floor import AccuracyFloor
+from tuner.accuracy.planner import HOLD, AccuracyPlanner
+from tuner.fleet.dispatch import DispatchError, Dispatcher
 from tuner.study.journal import JOURNAL, open_journal
-from tuner.study.outcome import AccuracyFloor, Recorder
+from tuner.study.outcome import Recorder
 from tuner.study.plan import PlatformPlan, trial_config
 from tuner.study.progress import StudyProgress, best_text
 from tuner.study.racing import SEARCH, Repeats, judge, pooled_figure, repeat_config
+from tuner.study.run_setup import RunSetup, prepare
 from tuner.study.telling import tell
-from tuner.study.run_setup import (cluster_plans, fixed_floor, make_dispatcher,
-                                   shipped_accuracy_prior, validated, warm_start_plan)
 from tuner.study.scheduler import Finished, Lane, Scheduler
 from tuner.trial import TrialConfig
 
@@ -75,20 +74,23 @@ class PlatformStudy:
 
 
 class Driver:
-    def __init__(self, cfg: DictConfig, dispatcher=None, console=None):
-        self._own_dispatcher = dispatcher is None
-        cfg, dispatcher = validated(cfg, dispatcher)
+    def __init__(self, cfg: DictConfig | RunSetup, dispatcher: Dispatcher | None = None,
+                 console=None):
+        """``cfg``: a run's set-up (the command line prepared it), or a config prepared here."""
+        self.setup = cfg if isinstance(cfg, RunSetup) else prepare(cfg, dispatcher)
+        self._own_dispatcher = self.setup.own_dispatcher
+        cfg, dispatcher = self.setup.cfg, self.setup.dispatcher
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.objective = scenario_facts(cfg.scenario.name).objective
         # the fidelity this run's search records carry: a replayed answer is never "short"
-        self.fidelity = getattr(dispatcher, "search_fidelity", None) or (
+        self.fidelity = (dispatcher.search_fidelity if dispatcher is not None else None) or (
             REPLAY if cfg.cluster.mode == "replay" else SHORT)
         self.records = Records(self.run_dir)
         self.storage = open_journal(self.run_dir)
         self.recorder = Recorder(self.run_dir, self.records,
-                                 AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction),
+                                 AccuracyFloor(self.setup.floor, cfg.study.accuracy_floor_fraction),
                                  cfg.measurement.noise_prior)
         self.dispatcher = dispatcher
         self.console = console
@@ -97,7 +99,8 @@ class Driver:
         self.repeats: Repeats | None = None  # racing, canary, rechecks (tuner.study.racing)
         # accuracy shared across platforms and runs (measured trials only; a replay or a
         # simulation answers accuracy from its table)
-        self.book = MeasuredAccuracy(self.run_dir, cfg.fidelity, self.records.rows) \
+        self.planner = AccuracyPlanner(self.run_dir, cfg.fidelity, self.records.rows,
+                                       self.recorder.floor.reference) \
             if self.fidelity == SHORT else None
 
     # --- setup ---------------------------------------------------------------------
@@ -105,8 +108,8 @@ class Driver:
         name = f"{self.cfg.study.name}.{plan.platform}"
         directions = [objective_of(self.objective).direction, ACCURACY.direction]
         fresh = name not in {s.study_name for s in optuna.get_all_study_summaries(self.storage)}
-        warm = warm_start_plan(self.cfg, self.records.rows, plan, self.objective,
-                               self._print) if fresh else None
+        warm = self.setup.warm_start(self.records.rows, plan, self.objective,
+                                     self._print) if fresh else None
         study = optuna.create_study(
             study_name=name, storage=self.storage, directions=directions, load_if_exists=True,
             sampler=make_sampler(self.cfg.study.sampler, self.cfg.study.seed, space=plan.space,
@@ -130,7 +133,7 @@ class Driver:
             rows = [r for r in self.records.rows
                     if r["fidelity"] == self.fidelity and r.get("accuracy_low") is None]
             self._accuracy = AccuracyBook.from_records(rows, plan.space)
-            prior = shipped_accuracy_prior(self.cfg, plan.space)
+            prior = self.setup.accuracy_prior(plan.space)
             if prior:
                 self._accuracy.merge(prior, prior=True, source="shipped with the models")
                 self._print(f"accuracy prior: {len(prior)} accuracy key(s) from the figures "
@@ -162,10 +165,9 @@ class Driver:
     # --- the loop ------------------------------------------------------------------
     def run(self) -> list[PlatformStudy]:
         own = self._own_dispatcher
-        if self.dispatcher is None:
-            self.dispatcher = make_dispatcher(self.cfg)
+        self.dispatcher = self.setup.connect()
         try:
-            plans = cluster_plans(self.cfg, self.dispatcher)
+            plans = self.setup.plans()
             self._say_skipped(plans)
             self.scheduler = Scheduler(self.dispatcher, self.cfg.study.trial_timeout_s)
             for plan in plans:
@@ -253,8 +255,8 @@ class Driver:
     def _submit(self, ps: PlatformStudy, trial, tcfg: TrialConfig) -> bool:
         """Submit with its accuracy plan; False when held for another trial measuring the
         same accuracy key (submitted once that one is recorded)."""
-        if self.book is not None:
-            plan = self.book.plan(tcfg, self.recorder.floor.value(ps.name) or None)
+        if self.planner is not None:
+            plan = self.planner.plan(tcfg, self.recorder.floor.value(ps.name) or None)
             if plan == HOLD:
                 ps.held.append((trial, tcfg))
                 return False
@@ -310,10 +312,10 @@ class Driver:
                   self.records.find(ps.name, tcfg.repeat_of, self.fidelity),
                   self.cfg.measurement.noise_prior)
         row = self.recorder.row(tcfg, item.result, self.objective)
-        if self.book is not None:
-            self.book.observe(row)
+        if self.planner is not None:
+            self.planner.observe(row)
             if row["state"] == "failed":
-                self.book.release(row["accuracy_key"])
+                self.planner.release(row["accuracy_key"])
         if again:  # Optuna is told the configuration's pooled figure
             self.repeats.finished(noise.config_key(row))
             row = {**row, self.objective: pooled_figure(self.records.rows, row, self.objective,
@@ -323,9 +325,7 @@ class Driver:
         ps.best = best_text(self.records.rows, ps.name, self.objective)
 
 
-
-
-def run(cfg: DictConfig, console=None) -> Path:
+def run(cfg: DictConfig | RunSetup, console=None) -> Path:
     """Run (or resume) the study and write the Pareto report; returns the run directory."""
     from experiments.report import print_fronts, render
 

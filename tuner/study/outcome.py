@@ -12,45 +12,12 @@ from typing import Any
 from experiments import noise
 from experiments.mlperf import PUBLISHED, REPLAY, SHORT, SIMULATED
 from experiments.records import Records
-from tuner.study.accuracy_book import accuracy_key
+from tuner.accuracy.floor import AccuracyFloor
+from tuner.accuracy.planner import accuracy_key
 from tuner.trial import TrialConfig, TrialResult
 
 # Fidelities whose figures were not measured on a device by this run: no logs to write.
 NOT_MEASURED = (REPLAY, PUBLISHED, SIMULATED)
-
-
-class AccuracyFloor:
-    """The accuracy floor of a study: a fixed figure, else ``fraction`` x the best fp32
-    accuracy recorded so far in that study (MLPerf's "99% of the reference").
-
-    The precision comes from what the worker measured (the variant's own precision in the
-    record's ``system``), so a space without a ``precision`` dimension (bring-your-own
-    ImageNet) still gets a floor."""
-
-    def __init__(self, fixed: float | None, fraction: float):
-        self.fixed, self.fraction = fixed, float(fraction)
-        self._best_fp32: dict[str, float] = {}
-
-    def observe(self, row: dict[str, Any]) -> None:
-        # the reference is a whole-set figure: never an estimate
-        if row.get("accuracy") is None or row.get("state") == "failed" \
-                or row.get("accuracy_low") is not None:
-            return
-        if precision_of(row) == "fp32":
-            study = row["study"]
-            self._best_fp32[study] = max(self._best_fp32.get(study, 0.0), row["accuracy"])
-
-    def value(self, study: str) -> float:
-        if self.fixed is not None:
-            return self.fixed
-        return self.fraction * self._best_fp32.get(study, 0.0)
-
-
-def precision_of(row: dict[str, Any]) -> str | None:
-    system = json.loads(row.get("system") or "{}")
-    if system.get("precision"):
-        return system["precision"]
-    return json.loads(row.get("params") or "{}").get("precision")
 
 
 def classify(result: TrialResult, floor: float) -> tuple[str, str | None]:

@@ -46,7 +46,7 @@ def platform_settings(cfg: DictConfig, platform: str) -> DictConfig:
     """The platform's settings: the run's own ``platform`` group when it names this platform
     (with the user's overrides), else ``conf/platform/<name>.yaml``, else the defaults.
     A replayed landscape is its table's alone: no platform file applies."""
-    from tuner.fleet.platforms import load_platform_config
+    from tuner.machine.platforms import load_platform_config
 
     schema = OmegaConf.structured(PlatformConfig)
     if cfg.cluster.mode == "replay":

@@ -1,11 +1,15 @@
 """Before a run's first trial: which dispatcher answers it, which space a replay study
 searches (the table's own), each platform's plan checked against the cluster, and the
-accuracy floor known up front. ``show_plan`` prints the plans and runs nothing."""
+accuracy floor known up front. ``prepare`` does it once (``RunSetup``), for the command
+line and the driver alike; ``show_plan`` prints the plans and runs nothing."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
 from tuner.config import BackendConfig, ConfigError, SpaceConfig, validate
+from tuner.fleet.dispatch import Dispatcher
 from tuner.study.plan import PlatformPlan, describe, make_plans
 
 
@@ -57,12 +61,12 @@ def shipped_accuracy_prior(cfg: DictConfig, space) -> dict[tuple, float]:
 def local_platform_name(cfg: DictConfig) -> str:
     if cfg.platform.name != "auto":
         return cfg.platform.name
-    from tuner.fleet.platforms import detect
+    from tuner.machine.platforms import detect
 
     return detect(runtimes=False).platform
 
 
-def make_dispatcher(cfg: DictConfig):
+def make_dispatcher(cfg: DictConfig) -> Dispatcher:
     from tuner.fleet.dispatch import RayDispatcher, local_runtimes
 
     if cfg.cluster.mode == "replay":
@@ -76,7 +80,7 @@ def make_dispatcher(cfg: DictConfig):
     return RayDispatcher("ray", address=cfg.cluster.address)
 
 
-def with_table_space(cfg: DictConfig, dispatcher) -> DictConfig:
+def with_table_space(cfg: DictConfig, dispatcher: Dispatcher) -> DictConfig:
     """A replay study searches the replayed table's own space: its dimensions and the
     values it holds (``ReplayDispatcher.space_config``), its runtimes and their knobs."""
     import copy
@@ -97,21 +101,21 @@ def with_table_space(cfg: DictConfig, dispatcher) -> DictConfig:
     return cfg
 
 
-def cluster_plans(cfg: DictConfig, dispatcher) -> list[PlatformPlan]:
+def cluster_plans(cfg: DictConfig, dispatcher: Dispatcher) -> list[PlatformPlan]:
     """Each platform's plan, checked against the cluster (DispatchError if unrunnable)."""
     present = dispatcher.platforms()
     platforms = ([local_platform_name(cfg)] if cfg.cluster.mode == "local"
                  else list(cfg.cluster.platforms) or sorted(present))
     plans = make_plans(cfg, platforms, present)
-    if hasattr(dispatcher, "points"):  # a replayed table holds only some of its grid
-        for plan in plans:
-            if plan.space is not None:
-                plan.space = plan.space.restricted(
-                    dispatcher.points(plan.platform, cfg.scenario.name))
+    for plan in plans:
+        points = dispatcher.points(plan.platform, cfg.scenario.name)
+        if plan.space is not None and points is not None:  # a replayed table's, say
+            plan.space = plan.space.restricted(points)
     return plans
 
 
-def validated(cfg: DictConfig, dispatcher=None) -> tuple[DictConfig, object]:
+def validated(cfg: DictConfig, dispatcher: Dispatcher | None = None
+              ) -> tuple[DictConfig, Dispatcher | None]:
     """The run's config, validated. A replay run's space is its table's, read before
     validation, so its dispatcher is made (or the given one used) here and returned;
     otherwise the dispatcher comes back as given."""
@@ -120,6 +124,38 @@ def validated(cfg: DictConfig, dispatcher=None) -> tuple[DictConfig, object]:
         cfg = with_table_space(cfg, dispatcher)
     validate(cfg)
     return cfg, dispatcher
+
+
+@dataclass
+class RunSetup:
+    """What a run knows before its first trial, worked out once by ``prepare``."""
+
+    cfg: DictConfig  # validated (a replay's with its table's space)
+    dispatcher: Dispatcher | None  # None until ``connect`` makes one (Ray)
+    floor: float | None  # the fixed accuracy floor (None: a fraction of the fp32 reference)
+    own_dispatcher: bool  # made here, not handed in: whoever runs the set-up shuts it down
+
+    def connect(self) -> Dispatcher:
+        if self.dispatcher is None:
+            self.dispatcher = make_dispatcher(self.cfg)
+        return self.dispatcher
+
+    def plans(self) -> list[PlatformPlan]:
+        """Each platform's plan, checked against the cluster (after ``connect``)."""
+        return cluster_plans(self.cfg, self.connect())
+
+    def accuracy_prior(self, space) -> dict[tuple, float]:
+        return shipped_accuracy_prior(self.cfg, space)
+
+    def warm_start(self, rows: list, plan: PlatformPlan, objective: str, say):
+        return warm_start_plan(self.cfg, rows, plan, objective, say)
+
+
+def prepare(cfg: DictConfig, dispatcher: Dispatcher | None = None) -> RunSetup:
+    """Validate the config and fix the floor: everything that can fail before a trial."""
+    own = dispatcher is None
+    cfg, dispatcher = validated(cfg, dispatcher)
+    return RunSetup(cfg, dispatcher, fixed_floor(cfg), own)
 
 
 def show_plan(cfg: DictConfig, out=print) -> None:

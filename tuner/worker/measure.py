@@ -18,6 +18,7 @@ import tempfile
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +28,8 @@ import backends
 from experiments import loadgen_logs
 from experiments.mlperf import SHORT, current_benchmark
 from experiments.mlperf import scenario as scenario_facts
-from tuner.worker import accuracy, model_files, server_search
+from tuner.accuracy import passes
+from tuner.worker import model_files, server_search
 from tuner.worker.oracle import Calibration, LoadGenOracle, SystemUnderTest, calibrate, user_conf
 from tuner.worker.performance import PerformanceRuns, window_fidelity
 from tuner.trial import TrialConfig, TrialResult
@@ -227,7 +229,7 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
                         return SystemUnderTest(**{**sut_args, "total_count": len(idx),
                                                   "performance_count": len(idx),
                                                   "load_samples": lambda q: samples([idx[i] for i in q])})
-                    return accuracy.run_chunks(oracle, sut, indices, work, acc_scenario, label)
+                    return passes.run_chunks(oracle, sut, indices, work, acc_scenario, label)
 
                 outcome = _accuracy(cfg, workload, respond, samples, run, accuracy_total, result)
                 _record_accuracy(outcome, result, work)
@@ -238,29 +240,28 @@ def _measure_into(cfg: TrialConfig, work: Path, result: TrialResult, timings: _T
 
 
 def _accuracy(cfg: TrialConfig, workload, respond, samples, run, total: int,
-              result: TrialResult) -> accuracy.AccuracyOutcome:
+              result: TrialResult) -> passes.AccuracyOutcome:
     """Inherited after an identical spot check, else sequential (search trials), else the
     whole set (promotion, compliant runs, or ``sequential: false``)."""
-    plan = cfg.accuracy or {}
-    if plan.get("inherit") and cfg.fidelity.name == SHORT:  # promotion always measures
-        spot = {int(i): h for i, h in plan["inherit"]["spot"].items() if int(i) < total}
-        bad = accuracy.spot_check(respond, samples, spot)
+    plan = cfg.accuracy
+    if plan.inherit and cfg.fidelity.name == SHORT:  # promotion always measures
+        spot = {int(i): h for i, h in plan.inherit.spot.items() if int(i) < total}
+        bad = passes.spot_check(respond, samples, spot)
         if not bad:
-            return accuracy.inherited(plan, len(spot))
-        result.system["spot_check_mismatch"] = {"from": plan["inherit"]["from"],
+            return passes.inherited(plan, len(spot))
+        result.system["spot_check_mismatch"] = {"from": plan.inherit.source,
                                                 "samples": len(spot), "differ": bad[:20]}
     # a small set is scored whole: its one batched pass costs less than the chunks' LoadGen
     # runs and the interval's re-scoring (30 mAP evaluations a look for detection)
-    if plan.get("sequential") and cfg.fidelity.name == SHORT \
-            and total >= int(plan.get("min_samples", 0)):
-        if plan.get("front") and result.valid:  # this trial's speed, to place it off the front
-            plan = {**plan, "front": {**plan["front"],
-                                      "own": getattr(result, plan["front"]["objective"], None)}}
-        out = accuracy.sequential_pass(workload, run, total, plan)
+    if plan.sequential and cfg.fidelity.name == SHORT and total >= plan.min_samples:
+        if plan.front and result.valid:  # this trial's speed, to place it off the front
+            plan = replace(plan, front=replace(plan.front,
+                                               own=result.figure(plan.front.objective)))
+        out = passes.sequential_pass(workload, run, total, plan)
     else:
         responses = run(list(range(total)), "accuracy")
         score = workload.score(responses)
-        out = accuracy.AccuracyOutcome(score.value, score.metric, accuracy.MEASURED,
+        out = passes.AccuracyOutcome(score.value, score.metric, passes.MEASURED,
                                        score.count, good=score.good, extras=dict(score.extras),
                                        text=score.text, responses=responses)
     if "spot_check_mismatch" in result.system:
@@ -270,7 +271,7 @@ def _accuracy(cfg: TrialConfig, workload, respond, samples, run, total: int,
     return out
 
 
-def _record_accuracy(out: accuracy.AccuracyOutcome, result: TrialResult, work: Path) -> None:
+def _record_accuracy(out: passes.AccuracyOutcome, result: TrialResult, work: Path) -> None:
     result.accuracy, result.accuracy_metric = out.value, out.metric
     result.accuracy_source, result.accuracy_from = out.source, out.inherited_from
     result.accuracy_low, result.accuracy_high = out.low, out.high
@@ -278,7 +279,7 @@ def _record_accuracy(out: accuracy.AccuracyOutcome, result: TrialResult, work: P
     result.accuracy_extras = dict(out.extras or {})
     result.logs["accuracy/accuracy.txt"] = out.text + "\n"
     if out.responses is not None:
-        result.logs[f"accuracy/{loadgen_logs.ACCURACY}"] = accuracy.accuracy_log(out.responses)
+        result.logs[f"accuracy/{loadgen_logs.ACCURACY}"] = passes.accuracy_log(out.responses)
         last = max(work.glob("accuracy*"), key=lambda d: d.stat().st_mtime, default=None)
         if last is not None and (last / loadgen_logs.DETAIL).exists():
             result.logs[f"accuracy/{loadgen_logs.DETAIL}"] = (last / loadgen_logs.DETAIL).read_text()

@@ -1,6 +1,6 @@
 """What this node is: platform name, CPU, memory, OS, accelerators, runtimes.
 
-``detect()`` reads the same files the kernel exposes (``tuner.fleet.hardware``: ``/proc/cpuinfo``,
+``detect()`` reads the same files the kernel exposes (``tuner.machine.hardware``: ``/proc/cpuinfo``,
 ``/proc/device-tree/model``, ``/sys/...``, ``/etc/os-release``) under a ``root`` that
 defaults to ``/``, so tests feed fake trees from ``tmp_path``. Commands (``nvidia-smi``,
 ``vcgencmd``) are looked up on ``PATH`` (tests put fake scripts there).
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.fleet.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
+from tuner.machine.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
                             read_cpuinfo, read_device_tree_model, read_edgetpus, read_file,
                             read_hostname, read_meminfo_gib, read_network, read_nvidia_gpus,
                             read_os, read_storage, read_throttled)

@@ -1,6 +1,7 @@
 """A trial's accuracy: inherited after a spot check, estimated sequentially, or measured.
 
-Three ways, cheapest first (``TrialConfig.accuracy``, set by the driver's accuracy book):
+The worker's side of accuracy. Three ways, cheapest first (``TrialConfig.accuracy``, set
+by the driver's ``AccuracyPlanner``):
 
 - **inherited**: an earlier trial measured the same accuracy key (model file x runtime x
   output-changing knobs). This trial's responses on its first samples (in the fixed
@@ -22,9 +23,10 @@ import ctypes
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from experiments import loadgen_logs, sequential
+from tuner.accuracy.plan import AccuracyPlan
 
 MEASURED, ESTIMATED, INHERITED = "measured", "estimated", "inherited"
 
@@ -55,12 +57,12 @@ def spot_check(respond: Callable, samples: Callable, expected: dict[int, str]) -
     return bad
 
 
-def inherited(plan: dict[str, Any], checked: int) -> AccuracyOutcome:
-    src = plan["inherit"]
+def inherited(plan: AccuracyPlan, checked: int) -> AccuracyOutcome:
+    src = plan.inherit
     return AccuracyOutcome(
-        src["accuracy"], src["metric"], INHERITED, checked, src.get("low"), src.get("high"),
-        inherited_from=src["from"],
-        text=f"inherited from {src['from']} after an identical spot check on {checked} samples")
+        src.accuracy, src.metric, INHERITED, checked, src.low, src.high,
+        inherited_from=src.source,
+        text=f"inherited from {src.source} after an identical spot check on {checked} samples")
 
 
 def run_chunks(oracle, sut_factory, indices: list[int], work: Path, scenario: str,
@@ -74,33 +76,32 @@ def run_chunks(oracle, sut_factory, indices: list[int], work: Path, scenario: st
 
 
 def sequential_pass(workload, run: Callable[[list[int], str], dict[int, bytes]], total: int,
-                    plan: dict[str, Any]) -> AccuracyOutcome:
+                    plan: AccuracyPlan) -> AccuracyOutcome:
     """Chunks in the fixed shuffled order until the verdict is settled (see module doc)."""
     order = sequential.shuffled_order(total).tolist()
-    floor, conf = plan.get("floor"), float(plan.get("confidence", 0.99))
-    width = float(plan.get("width", 0.01))
-    reference = plan.get("reference")  # {"accuracy": x, "responses": {idx: hex}} or None
+    floor, conf, width = plan.floor, float(plan.confidence), float(plan.width)
+    reference = plan.reference  # the study's fp32 reference, paired sample by sample
     ref_scores = None
     if reference:
         ref_scores = workload.per_sample({int(i): bytes.fromhex(h)
-                                          for i, h in reference["responses"].items()})
-    front = plan.get("front") or {}  # the study's front so far, and this trial's own speed
+                                          for i, h in reference.responses.items()})
+    front = plan.front  # the study's front so far, and this trial's own speed
     responses: dict[int, bytes] = {}
     done, interval, beaten = 0, None, None
-    for n in sequential.chunks(total, int(plan.get("first_chunk", 64))):
+    for n in sequential.chunks(total, int(plan.first_chunk)):
         responses.update(run(order[done:n], f"accuracy_{n}"))
         done = n
         interval = _interval(workload, responses, order[:n], total, conf, ref_scores,
                              reference)
         if sequential.settled(interval, floor, total, width):
             break
-        beaten = sequential.dominated_by(interval, front.get("own"), front.get("points", ()),
-                                         bool(front.get("maximize")))
+        beaten = sequential.dominated_by(interval, front.own, front.points, front.maximize) \
+            if front else None
         if beaten:
             break
     score = workload.score(responses)
     whole = done >= total
-    off = f"{front.get('objective')} {beaten[0]:g} at {beaten[1]:.5f} was measured" \
+    off = f"{front.objective} {beaten[0]:g} at {beaten[1]:.5f} was measured" \
         if beaten and not whole else None
     text = score.text if whole else (
         f"{score.metric} estimate {interval.estimate:.5f} [{interval.low:.5f}, "
@@ -120,7 +121,7 @@ def _interval(workload, responses, scored: list[int], total: int, conf: float, r
     n = len(scored)
     if per is not None and ref_scores is not None and all(i in ref_scores for i in scored):
         diffs = [per[i] - ref_scores[i] for i in scored]
-        return sequential.paired(diffs, float(reference["accuracy"]), total, conf)
+        return sequential.paired(diffs, float(reference.accuracy), total, conf)
     if per is not None and all(v in (0.0, 1.0) for v in per.values()):
         return sequential.wilson(int(sum(per.values())), n, total, conf)
 

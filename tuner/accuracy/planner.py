@@ -1,6 +1,7 @@
-"""The driver's record of measured accuracies: accuracy belongs to the model and the runtime,
-not the device. (The search's own view of it, what the samplers know per point, is
-``search_spaces.AccuracyBook``, fed from the same records.)
+"""The driver's accuracy planner: what was measured, and how each trial's accuracy pass runs.
+Accuracy belongs to the model and the runtime, not the device. (The search's own view of
+it, what the samplers know per point, is ``search_spaces.AccuracyBook``, fed from the same
+records.)
 
 An accuracy key names what decides a model's outputs: the workload (dataset and its
 count), the model parameters, the runtime, and the runtime knobs that may change outputs
@@ -8,7 +9,7 @@ count), the model parameters, the runtime, and the runtime knobs that may change
 is not part of it, so every platform study of a fleet, and every later run in the same run
 directory, shares what one trial measured.
 
-For each trial the book writes ``TrialConfig.accuracy`` (``tuner.worker.accuracy`` reads it):
+For each trial the planner writes ``TrialConfig.accuracy`` (``tuner.accuracy.passes`` runs it):
 
 - the key was measured before, with an accuracy log on disk: inherit its figure after a
   spot check (the first ``spot_check_samples`` responses in the fixed shuffled order must
@@ -16,26 +17,42 @@ For each trial the book writes ``TrialConfig.accuracy`` (``tuner.worker.accuracy
 - another trial is measuring the key right now: ``HOLD`` (the driver submits the trial once
   that one is recorded, so the fleet measures each key once);
 - else a sequential pass against the floor, paired with the study's fp32 reference when
-  its responses are on disk, with the study's front so far (a trial surely dominated by
-  one of its points stops scoring).
+  its responses are on disk (``tuner.accuracy.reference``), with the study's front so far
+  (a trial surely dominated by one of its points stops scoring).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import backends
 from experiments import loadgen_logs, pareto, sequential
 from experiments.objectives import OBJECTIVES
-from tuner.trial import TrialConfig
+from tuner.accuracy.plan import AccuracyPlan, Front, Inherit, PairedReference
+from tuner.accuracy.reference import Fp32Reference
 
 HOLD = "hold"
 MAX_PAIRED = 4096  # reference responses shipped with a trial, at most (sequential order)
 
 
-def accuracy_key(tcfg: TrialConfig) -> str:
+class Trial(Protocol):
+    """What the planner reads of a trial (a ``tuner.trial.TrialConfig``, which sits above
+    this package: its ``accuracy`` field holds the plan made here)."""
+
+    study: str
+    trial: int
+    workload: dict[str, Any]
+    model: dict[str, Any]
+    backend: str
+    knobs: dict[str, Any]
+    accuracy_sample_count: int | None
+
+
+def accuracy_key(tcfg: Trial) -> str:
+    """The record's ``accuracy_key``: a hash of what decides a model's outputs."""
     try:
         invariant = backends.get(tcfg.backend).OUTPUT_INVARIANT_KNOBS
     except KeyError:  # a replayed table's runtime name
@@ -47,8 +64,13 @@ def accuracy_key(tcfg: TrialConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-class MeasuredAccuracy:
-    def __init__(self, run_dir: Path, fidelity_cfg, rows: list[dict[str, Any]]):
+class AccuracyPlanner:
+    """``reference``: the studies' fp32 reference, the floor's own (``AccuracyFloor``),
+    which the recorder feeds with every row; the planner only reads it (None: an empty one,
+    so no pass is paired)."""
+
+    def __init__(self, run_dir: Path, fidelity_cfg, rows: list[dict[str, Any]],
+                 reference: Fp32Reference | None = None):
         self.run_dir = Path(run_dir)
         self.sequential = bool(fidelity_cfg.sequential_accuracy)
         self.share = bool(fidelity_cfg.share_accuracy)
@@ -58,7 +80,7 @@ class MeasuredAccuracy:
         self.spot_samples = int(fidelity_cfg.spot_check_samples)
         self.known: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}  # key -> trial number measuring it
-        self._reference: dict[str, dict[str, Any]] = {}  # study -> best whole-set fp32 row
+        self.reference = reference if reference is not None else Fp32Reference()
         # study -> its feasible search points (trial, speed, sure accuracy), for its front
         self._feasible: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -84,56 +106,51 @@ class MeasuredAccuracy:
         best = self.known.get(key)
         if best is None or (row.get("accuracy_samples") or 0) > (best.get("accuracy_samples") or 0):
             self.known[key] = row
-        if row.get("accuracy_source") == "measured" and _precision(row) == "fp32":
-            ref = self._reference.get(row["study"])
-            if ref is None or row["accuracy"] > ref["accuracy"]:
-                self._reference[row["study"]] = row
 
     def release(self, key: str) -> None:
         """A trial of ``key`` ended without a measurement: others may measure it."""
         self.inflight.pop(key, None)
 
     # --- how a trial measures ------------------------------------------------------
-    def plan(self, tcfg: TrialConfig, floor: float | None) -> dict[str, Any] | str:
+    def plan(self, tcfg: Trial, floor: float | None) -> AccuracyPlan | str:
+        """The trial's plan, or ``HOLD``."""
         key = accuracy_key(tcfg)
         if self.share:
             source = self.known.get(key)
             spot = self._responses(source, self.spot_samples) if source else None
             if spot:
-                return {"inherit": {"from": f"{source['study']}/{source['trial']}",
-                                    "accuracy": source["accuracy"],
-                                    "metric": source.get("accuracy_metric"),
-                                    "low": source.get("accuracy_low"),
-                                    "high": source.get("accuracy_high"), "spot": spot},
-                        **self._pass(tcfg, floor)}
+                return replace(self._pass(tcfg, floor), inherit=Inherit(
+                    f"{source['study']}/{source['trial']}", source["accuracy"],
+                    source.get("accuracy_metric"), source.get("accuracy_low"),
+                    source.get("accuracy_high"), spot))
             if key in self.inflight:
                 return HOLD
         self.inflight[key] = tcfg.trial
         return self._pass(tcfg, floor)
 
-    def _pass(self, tcfg: TrialConfig, floor: float | None) -> dict[str, Any]:
-        plan: dict[str, Any] = {"sequential": self.sequential, "floor": floor,
-                                "confidence": self.confidence, "width": self.width,
-                                "min_samples": self.min_samples}
+    def _pass(self, tcfg: Trial, floor: float | None) -> AccuracyPlan:
+        plan = AccuracyPlan(sequential=self.sequential, floor=floor,
+                            confidence=self.confidence, width=self.width,
+                            min_samples=self.min_samples)
         front = self._front(tcfg.study)
         if self.sequential and front:
-            plan["front"] = front
-        ref = self._reference.get(tcfg.study)
+            plan.front = front
+        ref = self.reference.paired(tcfg.study)
         if self.sequential and ref is not None:
             responses = self._responses(ref, MAX_PAIRED)
             if responses:
-                plan["reference"] = {"accuracy": ref["accuracy"], "responses": responses,
-                                     "from": f"{ref['study']}/{ref['trial']}"}
+                plan.reference = PairedReference(f"{ref['study']}/{ref['trial']}",
+                                                 ref["accuracy"], responses)
         return plan
 
-    def _front(self, study: str) -> dict[str, Any] | None:
+    def _front(self, study: str) -> Front | None:
         """The study's feasible, non-dominated (speed, accuracy) points so far."""
         points = self._feasible.get(study)
         if not points:
             return None
         column = points[-1]["objective"]
-        return {"objective": column, "maximize": OBJECTIVES[column].maximize,
-                "points": [[p[column], p["accuracy"]] for p in pareto.front(points, column)]}
+        return Front(column, OBJECTIVES[column].maximize,
+                     [[p[column], p["accuracy"]] for p in pareto.front(points, column)])
 
     def _responses(self, row: dict[str, Any], limit: int) -> dict[str, str] | None:
         """The row's first ``limit`` responses in the fixed shuffled order, as hex."""
@@ -149,8 +166,3 @@ class MeasuredAccuracy:
         if not all(int(i) in logged for i in order):
             return None
         return {str(int(i)): logged[int(i)].hex() for i in order}
-
-
-def _precision(row: dict[str, Any]) -> str | None:
-    system = json.loads(row.get("system") or "{}")
-    return system.get("precision") or json.loads(row.get("params") or "{}").get("precision")
