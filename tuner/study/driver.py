@@ -87,8 +87,7 @@ class Driver:
         # the fidelity this run's search records carry: a replayed answer is never "short"
         self.fidelity = (dispatcher.search_fidelity if dispatcher is not None else None) or (
             REPLAY if cfg.cluster.mode == "replay" else SHORT)
-        self.records = Records(self.run_dir)
-        self.storage = open_journal(self.run_dir)
+        self.records, self.storage = Records(self.run_dir), open_journal(self.run_dir)
         self.recorder = Recorder(self.run_dir, self.records,
                                  AccuracyFloor(self.setup.floor, cfg.study.accuracy_floor_fraction),
                                  cfg.measurement.noise_prior)
@@ -146,7 +145,7 @@ class Driver:
         states = optuna.trial.TrialState
         for frozen in ps.study.get_trials(deepcopy=False):
             if frozen.state == states.COMPLETE:
-                ps.finished += "cached_from" not in frozen.user_attrs
+                ps.finished += not {"cached_from", "repeat_of"} & set(frozen.user_attrs)
             elif frozen.state == states.RUNNING and (not frozen.params
                                                      or "repeat_of_inflight" in frozen.user_attrs):
                 # killed between ask and suggest, or while telling a repeat: never measured
@@ -154,13 +153,15 @@ class Driver:
             elif frozen.state in (states.RUNNING, states.WAITING) and frozen.params:
                 row = self.records.find(ps.name, frozen.number, self.fidelity)
                 trial = optuna.trial.Trial(ps.study, frozen._trial_id)
+                again = "repeat_of" in frozen.user_attrs  # racing plans it anew from the records
                 if row is not None:
                     tell(ps.study, trial, row, self.objective, self.fidelity == SHORT)
-                    ps.finished += 1
+                    ps.finished += not again
                 else:
                     ps.study.tell(trial, state=states.FAIL)
-                    ps.study.enqueue_trial(frozen.params,
-                                           user_attrs={"requeued_from": frozen.number})
+                    if not again:
+                        ps.study.enqueue_trial(frozen.params,
+                                               user_attrs={"requeued_from": frozen.number})
 
     # --- the loop ------------------------------------------------------------------
     def run(self) -> list[PlatformStudy]:
@@ -227,8 +228,7 @@ class Driver:
         return not ps.ended and ps.finished + searching + len(ps.held) < ps.target
 
     def _remeasure(self, ps: PlatformStudy) -> bool:
-        """Submit the re-measurement the study wants next (racing, canary, recheck), as an
-        Optuna trial of its own with the configuration's parameters."""
+        """Submit the study's next re-measurement (racing, canary, recheck) as a trial."""
         job = self.repeats.next(ps.name) if self.repeats is not None else None
         if job is None:
             return False
