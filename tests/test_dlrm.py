@@ -192,7 +192,7 @@ def test_dlrm_v3_figures_are_normalized_entropy_accuracy_and_grouped_auc():
     with both clicks and non-clicks (a one-class user has no AUC)."""
     from sklearn.metrics import log_loss
 
-    from workloads.click_logs.task import score_pairs
+    from workloads.tasks.recommendation import score_pairs
 
     rng = np.random.default_rng(5)
     users = [(rng.random(n).astype(np.float32), (rng.random(n) < 0.3).astype(np.float32))

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import optuna
 from omegaconf import DictConfig
@@ -39,39 +37,13 @@ from tuner.fleet.dispatch import DispatchError, Dispatcher
 from tuner.study.journal import JOURNAL, open_journal
 from tuner.study.outcome import Recorder
 from tuner.study.plan import PlatformPlan, trial_config
+from tuner.study.platform_study import PlatformStudy
 from tuner.study.progress import StudyProgress, best_text
 from tuner.study.racing import SEARCH, Repeats, judge, pooled_figure, repeat_config
 from tuner.study.run_setup import RunSetup, prepare
 from tuner.study.telling import tell
-from tuner.study.scheduler import Finished, Lane, Scheduler
+from tuner.study.scheduler import Finished, Scheduler
 from tuner.trial import TrialConfig
-
-# Proposals in a row that repeat measured points before a study counts its space as used
-# up even where the space's size is unknown (float dimensions).
-MAX_REPEATS_IN_A_ROW = 200
-
-
-@dataclass
-class PlatformStudy:
-    plan: PlatformPlan
-    name: str
-    study: optuna.Study
-    target: int  # trials to finish in total, earlier runs included
-    finished: int = 0
-    best: str = ""
-    measured: dict[tuple, int] = field(default_factory=dict)  # space.key -> trial number
-    repeats_in_a_row: int = 0
-    cached: int = 0  # proposals answered from the records
-    size: int | None = None  # points in its space (None: a float dimension, no grid)
-    ended: str = ""  # why the study stopped before its target
-    lane: Lane | None = None  # its devices in the scheduler
-    # asked trials waiting for another trial measuring the same accuracy key
-    held: list[tuple[Any, TrialConfig]] = field(default_factory=list)
-
-    @property
-    def platform(self) -> str:
-        return self.plan.platform
-
 
 class Driver:
     def __init__(self, cfg: DictConfig | RunSetup, dispatcher: Dispatcher | None = None,
@@ -204,9 +176,8 @@ class Driver:
                 asking = deadline is None or time.time() < deadline
                 for ps in self.studies:
                     self._release_held(ps)
-                    while asking and self.scheduler.lanes[ps.platform].free() and (
-                            self._remeasure(ps) or (self._wants_more(ps) and self._ask(ps))):
-                        pass
+                    if asking:
+                        self._fill(ps)
                 if not self.scheduler.busy and not (asking and self.scheduler.holding):
                     break
                 for item in self.scheduler.poll(timeout_s=1.0):
@@ -227,13 +198,17 @@ class Driver:
         searching = sum(i.tcfg.measured_for == SEARCH for i in lane.inflight.values())
         return not ps.ended and ps.finished + searching + len(ps.held) < ps.target
 
-    def _remeasure(self, ps: PlatformStudy) -> bool:
-        """Submit the study's next re-measurement (racing, canary, recheck) as a trial."""
-        job = self.repeats.next(ps.name) if self.repeats is not None else None
-        if job is None:
-            return False
-        ps.study.enqueue_trial(job.params, user_attrs=job.attrs(), skip_if_exists=False)
-        return self._ask(ps)
+    def _fill(self, ps: PlatformStudy) -> None:
+        """Submit while the platform has a free device: the study's next re-measurement
+        (racing, canary, recheck: an Optuna trial of its own), else a new point."""
+        more = self._wants_more(ps)  # also ends a study whose platform has no device left
+        while self.scheduler.lanes[ps.platform].free():
+            job = self.repeats.next(ps.name) if self.repeats is not None else None
+            if job is not None:
+                ps.study.enqueue_trial(job.params, user_attrs=job.attrs(), skip_if_exists=False)
+            if (job is None and not more) or not self._ask(ps):
+                return
+            more = self._wants_more(ps)
 
     def _ask(self, ps: PlatformStudy) -> bool:
         """Ask for a point and submit it, or answer it from the records when it was measured
@@ -293,17 +268,8 @@ class Driver:
         tell(ps.study, trial, row, self.objective, costs_device_time=False)
         ps.cached += 1
         ps.repeats_in_a_row += 1
-        self._check_exhausted(ps)
+        ps.check_exhausted()
         return True
-
-    def _check_exhausted(self, ps: PlatformStudy) -> None:
-        size = ps.size
-        lane = self.scheduler.lanes[ps.platform]
-        if size is not None and len(ps.measured) >= size and not lane.inflight:
-            ps.ended = f"space exhausted: all {size} points measured"
-        elif ps.repeats_in_a_row >= MAX_REPEATS_IN_A_ROW:
-            ps.ended = (f"space exhausted: {MAX_REPEATS_IN_A_ROW} proposals in a row were "
-                        "points already measured")
 
     def _finish(self, ps: PlatformStudy, item: Finished) -> None:
         tcfg, again = item.tcfg, item.tcfg.measured_for != SEARCH
