@@ -7,6 +7,7 @@ that looks like a one-node fleet; ``cluster=ray`` joins a cluster of node agents
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -45,9 +46,24 @@ def _measure_task(cfg: TrialConfig, timeout_s: float | None) -> TrialResult:
     # Which Ray node measured it: the hostname alone does not say (several node agents
     # may share a host), the node id and its labels (platform, tuner.node agent id) do.
     ctx = ray.get_runtime_context()
+    labels = dict(ctx.get_node_labels())
+    facts = {**_node_facts(), "platform": labels.get(PLATFORM_LABEL, result.platform)}
     result.system = {**result.system, "ray_node_id": ctx.get_node_id(),
-                     "ray_node_labels": dict(ctx.get_node_labels())}
+                     "ray_node_labels": labels,
+                     # the measuring node as it is (architecture, emulated CPU or not), so a
+                     # record says what its latency is worth without asking the node again
+                     "arch": facts["arch"], "emulated": facts["emulated"],
+                     "facts": result.system.get("facts") or facts}
     return result
+
+
+@functools.cache
+def _node_facts() -> dict:
+    """This worker's node facts, without the runtimes (those are per trial): once per
+    worker process."""
+    from tuner.fleet.platforms import detect
+
+    return detect(runtimes=False).to_dict()
 
 
 def _driver_auth(address: str | None) -> str | None:
@@ -90,6 +106,10 @@ class RayDispatcher:
         self._ray = ray
         self.started_local = False
         self._watch = None
+        # the fleet's Python policy (same minor release) before Ray checks this driver
+        from tuner.node import python_policy
+
+        python_policy.apply(os.environ)
         if mode == "local":
             # Local mode: this process starts Ray, so it is the only process that needs the
             # cluster's auth token; bind to loopback so nothing outside this machine joins.

@@ -12,6 +12,7 @@ from typing import Any
 
 from tuner.fleet import platforms
 from tuner.node import labels as names
+from tuner.node import python_policy
 from tuner.node.auth import apply_env, auth_env, resolve_auth
 from tuner.node.doctor import diagnose
 from tuner.node.offer import accelerator_kinds, apply_offer, offered_runtimes
@@ -67,6 +68,7 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
                         address=address)
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
+    match_level = python_policy.apply(env)  # Python 3.11.2 joins 3.11.7: see python_policy
     apply_env(auth_env(auth), env)
     if not getattr(args, "no_doctor", False):
         try:
@@ -98,7 +100,8 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         "runtimes": offered_runtimes(facts), "accelerators": accelerator_kinds(facts),
         "auth": auth, "sid": None, "launcher_start": None,
         "started_at": time.time(), "processes": [], "command": cmd, "log": str(log_path),
-        "facts": facts.to_dict(), "stopped_at": None, "signalled": [],
+        "facts": facts.to_dict(), "python_match_level": match_level,
+        "stopped_at": None, "signalled": [],
     }
     launcher = launch(cmd, env, log_path, cpus if args.cpus else None)
     launcher_proc = read_proc(launcher.pid)

@@ -1,0 +1,100 @@
+"""An emulated CPU is detected, not configured: fake /proc trees where the kernel's own
+architecture (or init's ELF, or a binfmt handler) disagrees with what the process is told."""
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from tests.test_platforms import rpi4_tree, write, x86_tree
+from tuner.fleet import platforms
+from tuner.fleet.emulation import elf_machine, read_emulation, runs_natively
+from tuner.fleet.platforms import detect
+
+
+def elf(path: Path, machine: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # e_ident (16 bytes: magic, 64-bit, little-endian), e_type, e_machine
+    path.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 9 + struct.pack("<HH", 2, machine))
+
+
+@pytest.fixture
+def no_path(tmp_path: Path) -> str:
+    (tmp_path / "bin").mkdir()
+    return str(tmp_path / "bin")
+
+
+def test_a_pi4_identity_on_an_x86_kernel_is_emulated(tmp_path, no_path):
+    root = rpi4_tree(tmp_path / "root")
+    write(root, "/proc/sys/kernel/arch", "x86_64\n")
+    f = detect(root=root, path=no_path, runtimes=False)
+    assert f.arch == "aarch64" and f.board.startswith("Raspberry Pi 4")
+    assert f.emulated and f.emulation == {"host_arch": "x86_64", "translator": "qemu-user",
+                                          "signal": "/proc/sys/kernel/arch"}
+    # the name says it too, and an override cannot hide it
+    assert f.platform == f.detected_platform == "rpi4-emulated"
+    assert detect("rpi4", root=root, path=no_path, runtimes=False).platform == "rpi4-emulated"
+    assert f.to_dict()["emulated"] is True
+
+
+def test_the_same_tree_on_an_arm_kernel_is_native(tmp_path, no_path):
+    root = rpi4_tree(tmp_path / "root")
+    write(root, "/proc/sys/kernel/arch", "aarch64\n")
+    f = detect(root=root, path=no_path, runtimes=False)
+    assert not f.emulated and f.emulation is None and f.platform == "rpi4"
+
+
+def test_without_any_signal_nothing_is_claimed(tmp_path, no_path):
+    f = detect(root=rpi4_tree(tmp_path / "root"), path=no_path, runtimes=False)
+    assert not f.emulated and f.platform == "rpi4"
+
+
+def test_init_elf_when_the_kernel_does_not_say(tmp_path):
+    root = tmp_path / "root"
+    elf(root / "proc/1/exe", 62)
+    assert elf_machine(root / "proc/1/exe") == "x86_64"
+    assert read_emulation(root, "aarch64")["signal"] == "ELF machine of /proc/1/exe"
+    assert read_emulation(root, "x86_64") is None
+    (root / "proc/1/exe").write_text("#!/bin/sh\n")  # not ELF: no answer from it
+    assert read_emulation(root, "aarch64") is None
+
+
+def test_binfmt_handler_for_the_own_arch_is_the_last_signal(tmp_path):
+    root = tmp_path / "root"
+    write(root, "/proc/sys/fs/binfmt_misc/qemu-aarch64",
+          "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\n")
+    found = read_emulation(root, "aarch64")
+    assert found["translator"] == "/usr/libexec/qemu-binfmt/aarch64-binfmt-P"
+    assert read_emulation(root, "x86_64") is None
+    write(root, "/proc/sys/fs/binfmt_misc/qemu-aarch64", "disabled\n")
+    assert read_emulation(root, "aarch64") is None
+
+
+@pytest.mark.parametrize("kernel,user,native", [
+    ("aarch64", "armv7l", True),    # 32-bit Raspberry Pi OS on a 64-bit kernel: compat mode
+    ("x86_64", "i686", True), ("arm64", "aarch64", True), ("x86_64", "aarch64", False),
+    ("aarch64", "x86_64", False)])
+def test_compat_modes_are_not_emulation(kernel, user, native):
+    assert runs_natively(kernel, user) is native
+
+
+def test_an_x86_node_is_never_emulated_on_an_x86_kernel(tmp_path, no_path):
+    root = x86_tree(tmp_path / "root", "AMD EPYC 7763 64-Core Processor")
+    write(root, "/proc/sys/kernel/arch", "x86_64\n")
+    f = detect(root=root, path=no_path, runtimes=False)
+    assert f.platform == "milan" and not f.emulated
+
+
+def test_emulated_platforms_take_their_base_config():
+    conf = platforms.load_platform_config("rpi4-emulated")
+    assert conf["name"] == "rpi4-emulated"
+    assert {k: v for k, v in conf.items() if k != "name"} == \
+        {k: v for k, v in platforms.load_platform_config("rpi4").items() if k != "name"}
+    assert platforms.check_platform_name("aarch64-emulated") == "aarch64-emulated"
+    with pytest.raises(ValueError, match="unknown platform"):
+        platforms.check_platform_name("pdp11-emulated")
+
+
+def test_this_machine_is_not_emulated():
+    assert not detect(runtimes=False).emulated
