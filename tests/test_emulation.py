@@ -2,6 +2,7 @@
 architecture (or init's ELF, or a binfmt handler) disagrees with what the process is told."""
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -98,3 +99,43 @@ def test_emulated_platforms_take_their_base_config():
 
 def test_this_machine_is_not_emulated():
     assert not detect(runtimes=False).emulated
+
+
+# ------------------------------------------------------------- what records and reports do
+
+def record(platform: str, emulated: bool, latency: float, trial: int = 0) -> dict:
+    system = {"arch": "aarch64" if emulated else "x86_64", "emulated": emulated}
+    if emulated:
+        system["facts"] = {"emulated": True, "emulation": {"host_arch": "x86_64",
+                                                         "translator": "qemu-user"}}
+    return {"platform": platform, "system": json.dumps(system), "fidelity": "short",
+            "scenario": "SingleStream", "objective": "latency_ms", "latency_ms": latency,
+            "accuracy": 0.5, "state": "ok", "trial": trial, "backend": "onnxruntime",
+            "model": "m", "study": "s", "cause": "", "accuracy_source": "measured"}
+
+
+def test_the_packer_refuses_an_emulated_measurement(tmp_path):
+    from experiments.promoted_result import Result, refusals
+
+    row = {**record("rpi4-emulated", True, 175.0), "fidelity": "compliant"}
+    res = Result(row, {}, json.loads(row["system"]), tmp_path, "resnet", None, {})
+    rules = dict(refusals(res))
+    assert "qemu-user on x86_64" in rules["system.emulated"]
+    native = {**record("x8664", False, 0.4), "fidelity": "compliant"}
+    assert "system.emulated" not in dict(refusals(
+        Result(native, {}, json.loads(native["system"]), tmp_path, "resnet", None, {})))
+
+
+def test_reports_never_set_emulated_latencies_beside_native_ones():
+    from experiments import compare, fleet_report, report_html
+    from experiments.emulated import is_emulated
+
+    rows = [record("x8664", False, 0.4), record("milan", False, 0.3),
+            record("rpi4-emulated", True, 175.0)]
+    assert [is_emulated(r) for r in rows] == [False, False, True]
+    assert set(fleet_report.platform_fronts(rows)) == {"milan", "x8664"}
+    other = compare.OtherFront("run", "s", "rpi4-emulated", "latency_ms", [rows[2]])
+    assert compare.matching([other], "x8664", "latency_ms", other.metric) == []
+    assert compare.matching([other], "aarch64-emulated", "latency_ms", other.metric)
+    assert "EMULATED CPU" in report_html.scenario_note([rows[2]], "latency_ms")
+    assert "EMULATED" not in report_html.scenario_note([rows[0]], "latency_ms")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import emulated as emulated_records
 from tuner.fleet.emulation import read_emulation
 from tuner.fleet.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
                             read_cpuinfo, read_device_tree_model, read_edgetpus, read_file,
@@ -38,7 +39,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "platform"
 
 KNOWN_PLATFORMS = ("milan", "x8664", "rpi4", "rpi4-coral", "jetson-nano", "nvidia-generic",
                    "aarch64")
-EMULATED_SUFFIX = "-emulated"
+EMULATED_SUFFIX = emulated_records.SUFFIX  # one spelling for the node, reports and packer
 
 # Software recorded with every result besides the runtimes (distribution names).
 _SOFTWARE = {"Ray": "ray", "Optuna": "optuna", "MLPerf LoadGen": "mlcommons-loadgen",
