@@ -139,3 +139,37 @@ def test_reports_never_set_emulated_latencies_beside_native_ones():
     assert compare.matching([other], "aarch64-emulated", "latency_ms", other.metric)
     assert "EMULATED CPU" in report_html.scenario_note([rows[2]], "latency_ms")
     assert "EMULATED" not in report_html.scenario_note([rows[0]], "latency_ms")
+
+
+# ------------------------------------------------------------- a slow node's Ray start
+
+RAY_SAYS = ("Exception: The current node timed out during startup. This could happen because "
+            "some of the raylet failed to startup or the GCS has become overloaded.")
+
+
+def test_rays_fixed_raylet_wait_is_one_line_saying_what_to_try():
+    from tuner.node.ray_start import startup_failure
+
+    line = startup_failure("Traceback (most recent call last):\n  ...\n" + RAY_SAYS)
+    assert line and "\n" not in line and "30 s" in line and "try again" in line
+    assert startup_failure("ConnectionError: something else") is None
+
+
+def test_a_local_driver_says_it_in_one_line(monkeypatch):
+    import sys
+
+    import tuner.fleet.dispatch as dispatch
+
+    calls = []
+
+    class SlowRay:
+        def init(self, **kw):
+            raise Exception(RAY_SAYS)
+
+        def shutdown(self):
+            calls.append("shutdown")
+
+    monkeypatch.setitem(sys.modules, "ray", SlowRay())
+    with pytest.raises(dispatch.DispatchError, match="Ray's fixed 30 s") as err:
+        dispatch.RayDispatcher("local", platform="x8664")
+    assert "\n" not in str(err.value) and calls == ["shutdown"]

@@ -115,10 +115,19 @@ class RayDispatcher:
             # cluster's auth token; bind to loopback so nothing outside this machine joins.
             resources = {dut_resource(platform): 1}
             resources.update({runtime_resource(r): 1 for r in runtimes or []})
-            ray.init(num_cpus=num_cpus or os.cpu_count(), resources=resources,
-                     labels={PLATFORM_LABEL: platform}, include_dashboard=False,
-                     _node_ip_address="127.0.0.1", log_to_driver=False,
-                     configure_logging=False)
+            try:
+                ray.init(num_cpus=num_cpus or os.cpu_count(), resources=resources,
+                         labels={PLATFORM_LABEL: platform}, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", log_to_driver=False,
+                         configure_logging=False)
+            except Exception as exc:  # Ray's fixed 30 s raylet wait, missed on a slow node
+                from tuner.node.ray_start import startup_failure
+
+                known = startup_failure(str(exc))
+                if known is None:
+                    raise
+                ray.shutdown()  # what it started of the failed node
+                raise DispatchError(known.replace("ray start", "Ray (local)")) from None
             self.started_local = True
         else:
             address = _driver_auth(address)

@@ -18,7 +18,8 @@ from tuner.node.doctor import diagnose
 from tuner.node.offer import accelerator_kinds, apply_offer, offered_runtimes
 from tuner.node.ports import DEFAULT_GCS_PORT, pick_ports, port_free
 from tuner.node.procs import all_procs, cmd_arg, node_targets, read_proc, role, session_procs
-from tuner.node.ray_start import NODE_PORTS, build_start_command, head_ports, launch
+from tuner.node.ray_start import (NODE_PORTS, build_start_command, head_ports, launch,
+                                  startup_failure)
 from tuner.node.store import forget_record, load_records, record_path, save_record, state_dir
 from tuner.node.terminate import end_node
 
@@ -118,6 +119,9 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
             Path(auth["token_path"]).unlink(missing_ok=True)
         record_path(agent_id, directory).unlink(missing_ok=True)
         tail = log_path.read_text()[-3000:]
+        known = startup_failure(tail)
+        if known:
+            raise SystemExit(f"{known} (log {log_path})")
         raise SystemExit(f"ray start failed ({'timeout' if rc is None else f'rc={rc}'}); "
                          f"log {log_path}:\n{tail}")
 
