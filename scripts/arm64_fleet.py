@@ -70,15 +70,15 @@ def install_tree(root: Path, log) -> float:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(REPO, dest, ignore=COPY_IGNORE, symlinks=True)
-    for name in ("etc/resolv.conf", "etc/hosts"):
-        shutil.copy(f"/{name}", root / name)
+    arm64_root.host_files_in(root)
     key = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()[:16]
     marker = root / "opt/.tuner-editable"
     if not marker.exists() or marker.read_text().strip() != key:
         marker.unlink(missing_ok=True)
         arm64_root.run_inside(root, [f"{arm64_root.VENV}/bin/pip", "install", "--no-input",
                                      "--no-deps", "--no-build-isolation", "-e",
-                                     arm64_root.TREE], stdout=log, stderr=log)
+                                     arm64_root.TREE], env=arm64_root.pip_env(root),
+                            stdout=log, stderr=log)
         marker.write_text(key + "\n")
     return time.monotonic() - t0
 

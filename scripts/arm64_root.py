@@ -33,6 +33,8 @@ TREE = "/opt/tuner"                 # inside the root: the working tree, bind-mo
 EXTRAS = ("tvm", "litert", "dashboard", "test")
 BOOTSTRAP_DONE = ".tuner-debootstrap-done"
 DEPS_DONE = ".tuner-deps-done"
+HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # this machine's (a proxy's CA may be in it)
+CA_IN_ROOT = "/opt/host-ca.crt"
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU = Path("/usr/bin/qemu-aarch64-static")
 
@@ -82,6 +84,35 @@ def missing_prerequisite() -> str | None:
         return ("no binfmt_misc handler for aarch64: apt-get install binfmt-support "
                 "qemu-user-static; update-binfmts --enable qemu-aarch64")
     return None
+
+
+def reachable(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+        return True
+    except OSError:
+        return False
+
+
+def need_network(what: str, host: str, port: int) -> None:
+    if not reachable(host, port):
+        raise NotReady(f"no network: {what} needs {host}:{port} (the first build downloads "
+                       "Debian packages and PyPI wheels; later runs use the cached root)")
+
+
+def host_files_in(root: Path) -> None:
+    """DNS, hosts and this machine's CA bundle, for pip inside the root."""
+    for name in ("etc/resolv.conf", "etc/hosts"):
+        shutil.copy(f"/{name}", root / name)
+    if HOST_CA.exists():
+        (root / "opt").mkdir(exist_ok=True)
+        shutil.copy(HOST_CA, root / CA_IN_ROOT.lstrip("/"))
+
+
+def pip_env(root: Path) -> dict[str, str]:
+    return {"PIP_CERT": CA_IN_ROOT} if (root / CA_IN_ROOT.lstrip("/")).exists() else {}
 
 
 def requirement_lines() -> list[str]:
@@ -157,27 +188,28 @@ def debootstrap(root: Path, log) -> None:
               file=log, flush=True)
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)
+    need_network("debootstrap", MIRROR.split("/")[2], 80)
     t0 = time.monotonic()
     subprocess.run(["debootstrap", "--arch=arm64", "--variant=minbase",
                     f"--include={PACKAGES}", "bookworm", str(root), MIRROR],
                    check=True, stdout=log, stderr=subprocess.STDOUT)
-    shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
     (root / BOOTSTRAP_DONE).write_text(f"{time.monotonic() - t0:.0f} s\n")
 
 
 def install_deps(root: Path, log) -> None:
     if is_ready(root):
         return
-    shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
-    (root / "opt").mkdir(exist_ok=True)
+    need_network("pip install", "pypi.org", 443)
+    host_files_in(root)
     (root / "opt/requirements.txt").write_text("\n".join(requirement_lines()) + "\n")
     if not (root / VENV.lstrip("/") / "bin/python").exists():
         run_inside(root, ["/usr/bin/python3", "-m", "venv", VENV], stdout=log, stderr=log)
     t0 = time.monotonic()
+    env = pip_env(root)
     run_inside(root, [f"{VENV}/bin/pip", "install", "--no-input", "--upgrade", "pip",
-                      "setuptools>=77", "wheel"], stdout=log, stderr=log)
+                      "setuptools>=77", "wheel"], env=env, stdout=log, stderr=log)
     run_inside(root, [f"{VENV}/bin/pip", "install", "--no-input", "-r",
-                      "/opt/requirements.txt"], stdout=log, stderr=log)
+                      "/opt/requirements.txt"], env=env, stdout=log, stderr=log)
     (root / DEPS_DONE).write_text(deps_key() + "\n")
     print(f"arm64 root: dependencies installed in {time.monotonic() - t0:.0f} s",
           file=log, flush=True)
