@@ -139,7 +139,7 @@ def test_a_study_over_an_x86_head_and_an_emulated_arm64_node(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     from experiments.records import read
 
-    rows = [r for r in read(run).to_pylist() if r["state"] == "ok"]
+    rows = [r for r in read(run).to_pylist() if r["state"] == "complete"]
     by_platform: dict[str, list[dict]] = {}
     for r in rows:
         by_platform.setdefault(r["platform"], []).append(json.loads(r["system"]))

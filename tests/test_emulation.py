@@ -26,9 +26,10 @@ def no_path(tmp_path: Path) -> str:
     return str(tmp_path / "bin")
 
 
-def test_a_pi4_identity_on_an_x86_kernel_is_emulated(tmp_path, no_path):
+def test_a_pi4_identity_on_an_x86_kernel_is_emulated(tmp_path, no_path, monkeypatch):
     root = rpi4_tree(tmp_path / "root")
     write(root, "/proc/sys/kernel/arch", "x86_64\n")
+    monkeypatch.delenv("QEMU_CPU", raising=False)
     f = detect(root=root, path=no_path, runtimes=False)
     assert f.arch == "aarch64" and f.board.startswith("Raspberry Pi 4")
     assert f.emulated and f.emulation == {"host_arch": "x86_64", "translator": "qemu-user",
@@ -37,6 +38,9 @@ def test_a_pi4_identity_on_an_x86_kernel_is_emulated(tmp_path, no_path):
     assert f.platform == f.detected_platform == "rpi4-emulated"
     assert detect("rpi4", root=root, path=no_path, runtimes=False).platform == "rpi4-emulated"
     assert f.to_dict()["emulated"] is True
+    monkeypatch.setenv("QEMU_CPU", "cortex-a72")  # the CPU qemu was told to be is said too
+    assert detect(root=root, path=no_path, runtimes=False).emulation["emulated_cpu"] == \
+        "cortex-a72"
 
 
 def test_the_same_tree_on_an_arm_kernel_is_native(tmp_path, no_path):

@@ -67,6 +67,13 @@ def _binfmt_translator(root: Path, arch: str) -> str | None:
     return None
 
 
+def _qemu_cpu() -> dict[str, str]:
+    """The CPU model qemu-user was told to emulate (``QEMU_CPU``), if any: without one it
+    emulates every extension it knows, which no real board of that name has."""
+    cpu = os.environ.get("QEMU_CPU")
+    return {"emulated_cpu": cpu} if cpu else {}
+
+
 def read_emulation(root: str | os.PathLike, arch: str) -> dict[str, Any] | None:
     """How this node's ``arch`` (what its processes are told) is emulated, or None when the
     kernel runs it natively or nothing says otherwise:
@@ -84,11 +91,12 @@ def read_emulation(root: str | os.PathLike, arch: str) -> dict[str, Any] | None:
     if kernel is not None:
         if runs_natively(kernel, arch):
             return None
-        return {"host_arch": normalise(kernel), "translator": "qemu-user", "signal": signal}
+        return {"host_arch": normalise(kernel), "translator": "qemu-user", "signal": signal,
+                **_qemu_cpu()}
     interpreter = _binfmt_translator(base, normalise(arch))
     if interpreter is not None:
         return {"host_arch": "unknown", "translator": interpreter,
-                "signal": f"binfmt_misc handler for {normalise(arch)}"}
+                "signal": f"binfmt_misc handler for {normalise(arch)}", **_qemu_cpu()}
     return None
 
 
