@@ -5,9 +5,9 @@ joins, each problem as one line that says what to do; exit 1 when there is any.
   differs from the cluster's, but only inside ``ray start``, as a traceback in the node's
   log. The fleet's policy (``tuner.node.python_policy``): the same minor release; a patch
   difference joins (Ray's ``RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor``, which ``start``
-  and the driver set) and is said in the ok line. The head's versions are Ray's own record of them: the
-  cluster metadata the head writes into its GCS when it starts (what Ray compares with),
-  read with ``--address`` in a child process (Ray's client logs from C++ and waits 40 s on
+  and the driver set) and is said in the ok line. The head's versions are Ray's own
+  record of them: the cluster metadata the head writes into its GCS when it starts (what
+  Ray compares with), read with ``--address`` in a child process (Ray's client logs from C++ and waits 40 s on
   a dead address; the child keeps that out of the one line). ``--head-ray`` /
   ``--head-python`` give them by hand instead (no head to reach, or an older Ray).
 - **Python** within what the pinned packages publish for.
@@ -37,7 +37,7 @@ from typing import Any
 from tuner.fleet import platforms
 from tuner.fleet.platforms import NodeFacts
 from tuner.node import python_policy
-from tuner.node.python_policy import MATCH_ENV, PYTHON_RANGE
+from tuner.node.python_policy import MATCH_ENV, PYTHON_RANGE  # noqa: F401 (re-exported)
 # runtime -> the pip extra that installs it (None: the core install has it)
 EXTRAS = {"onnxruntime": None, "litert": "litert", "tvm": "tvm", "tensorrt": None}
 HOW = {
