@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from experiments.emulated import is_emulated_platform
 from experiments import pareto
 from experiments.mlperf import PROMOTED, REPRODUCE
 from experiments.objectives import DEFAULT_METRIC, metric_of
@@ -59,7 +60,9 @@ def matching(others: list[OtherFront], platform: str, objective: str,
              metric: str = DEFAULT_METRIC) -> list[OtherFront]:
     """The other fronts to draw beside a study of ``platform`` optimising ``objective``
     with accuracy ``metric``."""
-    alike = [o for o in others if o.objective == objective and o.metric == metric]
+    # an emulated platform's latencies and a device's are never drawn as comparable
+    alike = [o for o in others if o.objective == objective and o.metric == metric
+             and is_emulated_platform(o.platform) == is_emulated_platform(platform)]
     same = [o for o in alike if o.platform == platform]
     if same:
         return same

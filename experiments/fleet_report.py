@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import pareto
+from experiments.emulated import is_emulated
 from experiments.mlperf import REPLAY, SHORT
 from experiments.objectives import accuracy_title, metric_of, objective
 from experiments.plot_axes import log_latency_axis
@@ -22,8 +23,9 @@ SEARCH_FIDELITIES = (SHORT, REPLAY)  # the fidelities a study's search records c
 def platform_fronts(rows: list[dict[str, Any]]) -> dict[str, tuple[str, list[dict[str, Any]]]]:
     """platform -> (speed objective, its front) over the search records of one scenario
     (the run's most common one: an imported tree holds SingleStream and Offline side by
-    side, and their speeds are not on one axis)."""
-    search = [r for r in rows if r["fidelity"] in SEARCH_FIDELITIES]
+    side, and their speeds are not on one axis). An emulated node's records are left out:
+    its latencies are a translator's, never set beside a device's (``experiments.emulated``)."""
+    search = [r for r in rows if r["fidelity"] in SEARCH_FIDELITIES and not is_emulated(r)]
     if not search:
         return {}
     scenarios = [r["scenario"] for r in search]

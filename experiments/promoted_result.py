@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.check import PACKABLE_ACCURACY, run_problems
+from experiments.emulated import refusal as emulation_refusal
 from experiments.mlperf import parse_accuracy_txt
 from experiments.loadgen_logs import DETAIL, parse_detail
 from experiments.mlperf import COMPLIANT
@@ -56,6 +57,9 @@ def load_result(run_dir: Path, row: dict[str, Any]) -> Result:
 def refusals(res: Result) -> list[tuple[str, str]]:
     """(rule, why) for each reason this result must not be submitted."""
     row, out = res.row, []
+    emulated = emulation_refusal({**row, "system": res.system_info})
+    if emulated:
+        out.append(("system.emulated", emulated))
     if row["fidelity"] != COMPLIANT:
         out.append(("perf.fidelity", f"fidelity {row['fidelity']!r}: measured with the "
                     "test-only reduced duration, not a compliant run"))

@@ -15,7 +15,7 @@ import math
 import textwrap
 from typing import Any
 
-from experiments import drift, ties
+from experiments import drift, emulated, ties
 from experiments.mlperf import SCENARIOS
 from experiments.noise import BOUNDS
 from experiments.objectives import LATENCY, accuracy_title, metric_of, objective
@@ -98,7 +98,8 @@ def scenario_note(group: list[dict[str, Any]], speed: str) -> str:
     facts = SCENARIOS.get(scenario)
     figure = facts.metric if facts else "as recorded"
     label = objective(speed).label
-    return f"{scenario}; {label} = LoadGen's {figure}, {objective(speed).unit}"
+    mark = f"; {emulated.MARK.upper()}" if any(emulated.is_emulated(r) for r in group) else ""
+    return f"{scenario}; {label} = LoadGen's {figure}, {objective(speed).unit}{mark}"
 
 
 def plottable(rows: list[dict[str, Any]], speed: str) -> list[dict[str, Any]]:

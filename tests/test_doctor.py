@@ -59,14 +59,16 @@ def test_a_mismatched_python_is_refused_in_one_line(capsys, monkeypatch):
     assert f"uv venv --python {OTHER_MINOR}" in err[0]
 
 
-def test_a_patch_release_follows_rays_own_match_level(capsys, monkeypatch):
-    # Ray 2.60 compares Python to the patch level unless told "minor" (check_version_info)
+def test_a_patch_release_joins_under_the_fleets_policy(capsys, monkeypatch):
+    # the fleet's policy (python_policy): the same minor release; Ray's own default
+    # ("patch", check_version_info) only when the user sets it explicitly
     monkeypatch.delenv("RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL", raising=False)
-    rc, err, _ = doctor(capsys, "--head-ray", RAY, "--head-python", OTHER_PATCH)
-    assert rc == 1 and len(err) == 1 and "RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor" in err[0]
-    monkeypatch.setenv("RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL", "minor")
     rc, err, out = doctor(capsys, "--head-ray", RAY, "--head-python", OTHER_PATCH)
     assert rc == 0 and err == [] and out.startswith("doctor: ok: x8664;")
+    assert f"(head {OTHER_PATCH}: RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor)" in out
+    monkeypatch.setenv("RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL", "patch")
+    rc, err, _ = doctor(capsys, "--head-ray", RAY, "--head-python", OTHER_PATCH)
+    assert rc == 1 and len(err) == 1 and "MATCH_LEVEL=patch refuses" in err[0]
 
 
 def test_compare_versions_is_rays_rule():

@@ -7,6 +7,7 @@ that looks like a one-node fleet; ``cluster=ray`` joins a cluster of node agents
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,9 +47,24 @@ def _measure_task(cfg: TrialConfig, timeout_s: float | None) -> TrialResult:
     # Which Ray node measured it: the hostname alone does not say (several node agents
     # may share a host), the node id and its labels (platform, tuner.node agent id) do.
     ctx = ray.get_runtime_context()
+    labels = dict(ctx.get_node_labels())
+    facts = {**_node_facts(), "platform": labels.get(PLATFORM_LABEL, result.platform)}
     result.system = {**result.system, "ray_node_id": ctx.get_node_id(),
-                     "ray_node_labels": dict(ctx.get_node_labels())}
+                     "ray_node_labels": labels,
+                     # the measuring node as it is (architecture, emulated CPU or not), so a
+                     # record says what its latency is worth without asking the node again
+                     "arch": facts["arch"], "emulated": facts["emulated"],
+                     "facts": result.system.get("facts") or facts}
     return result
+
+
+@functools.cache
+def _node_facts() -> dict:
+    """This worker's node facts, without the runtimes (those are per trial): once per
+    worker process."""
+    from tuner.machine.platforms import detect
+
+    return detect(runtimes=False).to_dict()
 
 
 def _driver_auth(address: str | None) -> str | None:
@@ -121,15 +137,28 @@ class RayDispatcher(Dispatcher):
         self._ray = ray
         self.started_local = False
         self._watch = None
+        # the fleet's Python policy (same minor release) before Ray checks this driver
+        from tuner.node import python_policy
+
+        python_policy.apply(os.environ)
         if mode == "local":
             # Local mode: this process starts Ray, so it is the only process that needs the
             # cluster's auth token; bind to loopback so nothing outside this machine joins.
             resources = {dut_resource(platform): 1}
             resources.update({runtime_resource(r): 1 for r in runtimes or []})
-            ray.init(num_cpus=num_cpus or os.cpu_count(), resources=resources,
-                     labels={PLATFORM_LABEL: platform}, include_dashboard=False,
-                     _node_ip_address="127.0.0.1", log_to_driver=False,
-                     configure_logging=False)
+            try:
+                ray.init(num_cpus=num_cpus or os.cpu_count(), resources=resources,
+                         labels={PLATFORM_LABEL: platform}, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", log_to_driver=False,
+                         configure_logging=False)
+            except Exception as exc:  # Ray's fixed 30 s raylet wait, missed on a slow node
+                from tuner.node.ray_start import startup_failure
+
+                known = startup_failure(str(exc))
+                if known is None:
+                    raise
+                ray.shutdown()  # what it started of the failed node
+                raise DispatchError(known.replace("ray start", "Ray (local)")) from None
             self.started_local = True
         else:
             address = _driver_auth(address)

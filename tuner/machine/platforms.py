@@ -9,7 +9,10 @@ The platform name is what Ray labels a node with (``platform=<name>``) and what 
 asks for; ``conf/platform/<name>.yaml`` holds its defaults. Detection order, first match
 wins: ``rpi4-coral`` / ``rpi4`` (device-tree model), ``jetson-nano`` (Tegra + model),
 ``nvidia-generic`` (nvidia-smi lists a GPU: the GPU is then the device under test),
-``milan`` (AMD EPYC 7xx3), ``x8664``, ``aarch64`` (any other ARM).
+``milan`` (AMD EPYC 7xx3), ``x8664``, ``aarch64`` (any other ARM). A node whose CPU is
+emulated (``tuner.machine.emulation``: qemu-user) gets ``-emulated`` after its name, detected
+or given (``rpi4-emulated``): its trials never pass for the device's, and it takes the base
+platform's ``conf/platform`` YAML.
 
 The facts are plain data (``NodeFacts.to_dict()``) recorded with each trial; the MLPerf
 system JSON is made from that dict by ``experiments.system_json``, never by re-detecting.
@@ -25,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import emulated as emulated_records
+from tuner.machine.emulation import read_emulation
 from tuner.machine.hardware import (cpu_model_name, cpu_topology, read_arch, read_caches, read_cpufreq,
                             read_cpuinfo, read_device_tree_model, read_edgetpus, read_file,
                             read_hostname, read_meminfo_gib, read_network, read_nvidia_gpus,
@@ -34,6 +39,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf" / "platform"
 
 KNOWN_PLATFORMS = ("milan", "x8664", "rpi4", "rpi4-coral", "jetson-nano", "nvidia-generic",
                    "aarch64")
+EMULATED_SUFFIX = emulated_records.SUFFIX  # one spelling for the node, reports and packer
 
 # Software recorded with every result besides the runtimes (distribution names).
 _SOFTWARE = {"Ray": "ray", "Optuna": "optuna", "MLPerf LoadGen": "mlcommons-loadgen",
@@ -70,6 +76,8 @@ class NodeFacts:
     runtimes: dict[str, str | None] = field(default_factory=dict)
     runtime_versions: dict[str, str] = field(default_factory=dict)
     software: dict[str, str] = field(default_factory=dict)
+    emulated: bool = False           # the CPU is emulated (detected): latencies are not real
+    emulation: dict[str, Any] | None = None  # host_arch, translator, the signal that said so
 
     @property
     def overridden(self) -> bool:
@@ -149,9 +157,15 @@ def classify(*, arch: str, cpu_vendor: str, cpu_model: str, board: str | None,
     return arch or "unknown"
 
 
+def base_platform(name: str) -> str:
+    """The platform an emulated one stands in for (``rpi4-emulated`` -> ``rpi4``)."""
+    return name.removesuffix(EMULATED_SUFFIX)
+
+
 def check_platform_name(name: str, conf_dir: Path | None = None) -> str:
     """A --platform override must be a known platform or have a conf/platform YAML."""
-    if name in KNOWN_PLATFORMS or ((conf_dir or CONF_DIR) / f"{name}.yaml").is_file():
+    base = base_platform(name)
+    if base in KNOWN_PLATFORMS or ((conf_dir or CONF_DIR) / f"{base}.yaml").is_file():
         if not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?", name):
             raise ValueError(f"platform {name!r} is not a valid Ray label value")
         return name
@@ -198,6 +212,10 @@ def detect(override: str | None = None, *, root: str | os.PathLike = "/",
                         tegra=tegra_release is not None, accelerators=accelerators,
                         blocks=blocks)
     chosen = detected if override in (None, "", "auto") else check_platform_name(override)
+    emulation = read_emulation(root, arch)
+    if emulation is not None:  # no name, detected or given, hides it
+        detected, chosen = (n if n.endswith(EMULATED_SUFFIX) else n + EMULATED_SUFFIX
+                            for n in (detected, chosen))
     return NodeFacts(
         platform=chosen, detected_platform=detected, arch=arch, cpu_model=model,
         cores=cores, hostname=read_hostname(root), cpu_vendor=vendor, sockets=sockets,
@@ -209,7 +227,7 @@ def detect(override: str | None = None, *, root: str | os.PathLike = "/",
         governor=governor, cpu_freq_mhz=freq, cpu_caches=read_caches(root),
         throttled=read_throttled(path), storage=read_storage(root),
         network=read_network(root), runtimes=avail, runtime_versions=versions,
-        software=software_versions(),
+        software=software_versions(), emulated=emulation is not None, emulation=emulation,
     )
 
 
@@ -218,15 +236,17 @@ def detect(override: str | None = None, *, root: str | os.PathLike = "/",
 
 def load_platform_config(name: str, conf_dir: Path | None = None) -> dict[str, Any]:
     """conf/platform/<name>.yaml as a dict (keys: name, tvm_target, threads, runtimes,
-    system_type)."""
+    system_type); an emulated platform takes its base platform's, under its own name."""
     import yaml
 
-    path = (conf_dir or CONF_DIR) / f"{name}.yaml"
+    path = (conf_dir or CONF_DIR) / f"{base_platform(name)}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"no platform config {path}")
     with open(path) as f:
-        return yaml.safe_load(f)
+        conf = yaml.safe_load(f)
+    return {**conf, "name": name} if name != base_platform(name) else conf
 
 
-__all__ = ["KNOWN_PLATFORMS", "NodeFacts", "check_platform_name", "classify", "detect",
+__all__ = ["EMULATED_SUFFIX", "KNOWN_PLATFORMS", "NodeFacts", "base_platform",
+           "check_platform_name", "classify", "detect",
            "load_platform_config"]

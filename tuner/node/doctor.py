@@ -2,11 +2,12 @@
 joins, each problem as one line that says what to do; exit 1 when there is any.
 
 - **The head's Ray and Python.** Ray refuses a node whose Ray version, or Python version,
-  differs from the cluster's (2.60 compares Python to the patch release unless
-  ``RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor``), but only inside ``ray start``, as a
-  traceback in the node's log. The head's versions are Ray's own record of them: the
-  cluster metadata the head writes into its GCS when it starts (what Ray compares with),
-  read with ``--address`` in a child process (Ray's client logs from C++ and waits 40 s on
+  differs from the cluster's, but only inside ``ray start``, as a traceback in the node's
+  log. The fleet's policy (``tuner.node.python_policy``): the same minor release; a patch
+  difference joins (Ray's ``RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL=minor``, which ``start``
+  and the driver set) and is said in the ok line. The head's versions are Ray's own
+  record of them: the cluster metadata the head writes into its GCS when it starts (what
+  Ray compares with), read with ``--address`` in a child process (Ray's client logs from C++ and waits 40 s on
   a dead address; the child keeps that out of the one line). ``--head-ray`` /
   ``--head-python`` give them by hand instead (no head to reach, or an older Ray).
 - **Python** within what the pinned packages publish for.
@@ -35,11 +36,8 @@ from typing import Any
 
 from tuner.machine import platforms
 from tuner.machine.platforms import NodeFacts
-
-# pyproject says >=3.10, but the pinned onnxruntime 1.31.1, pyarrow 26.0.1, scikit-learn
-# 1.9.1 and matplotlib 3.11.2 publish nothing for 3.10 (scripts/aarch64_resolution.py).
-PYTHON_RANGE = ((3, 11), (3, 13))
-MATCH_ENV = "RAY_DEFAULT_PYTHON_VERSION_MATCH_LEVEL"  # Ray's own switch; default "patch"
+from tuner.node import python_policy
+from tuner.node.python_policy import MATCH_ENV, PYTHON_RANGE  # noqa: F401 (re-exported)
 # runtime -> the pip extra that installs it (None: the core install has it)
 EXTRAS = {"onnxruntime": None, "litert": "litert", "tvm": "tvm", "tensorrt": None}
 HOW = {
@@ -114,8 +112,9 @@ def my_versions() -> tuple[str | None, str]:
 
 def compare_versions(head: tuple[str | None, str | None], mine: tuple[str | None, str],
                      where: str = "the head", level: str | None = None) -> list[Finding]:
-    """Ray's own rule (``ray._private.utils.check_version_info``), one line per mismatch."""
-    level = level or os.environ.get(MATCH_ENV, "patch")
+    """Ray's own rule (``ray._private.utils.check_version_info``) at the level the fleet's
+    policy puts in force (``python_policy``), one line per mismatch."""
+    level = level or python_policy.level()
     (head_ray, head_py), (my_ray, my_py) = head, mine
     out = []
     if head_ray and my_ray != head_ray:
@@ -129,8 +128,8 @@ def compare_versions(head: tuple[str | None, str | None], mine: tuple[str | None
                                f"--python {head_py}); Ray needs one Python on every node"))
         elif my_py != head_py and level == "patch":
             out.append(Finding("versions", False, f"Python {my_py} here, {head_py} on {where}: "
-                               f"Ray 2.60 refuses another patch release unless {MATCH_ENV}="
-                               f"minor is set for every node and the driver; or install "
+                               f"{MATCH_ENV}=patch refuses another patch release: unset it "
+                               f"(the tuner's nodes and driver then use minor), or install "
                                f"Python {head_py} here"))
     if not out and head_ray and head_py:
         patch = "" if my_py == head_py else f" (head {head_py}: {MATCH_ENV}={level})"
@@ -138,14 +137,11 @@ def compare_versions(head: tuple[str | None, str | None], mine: tuple[str | None
     return out
 
 
-def python_finding() -> Finding:
-    (lo, hi), mine = PYTHON_RANGE, sys.version_info[:2]
-    if lo <= mine < hi:
+def python_finding(facts: NodeFacts | None = None) -> Finding:
+    line = python_policy.too_old(tegra=bool(facts.tegra_release) if facts else None)
+    if line is None:
         return Finding("python", True, f"Python {_platform.python_version()}")
-    span = f">= {lo[0]}.{lo[1]}, < {hi[0]}.{hi[1]}"
-    return Finding("python", False, f"Python {_platform.python_version()} here; the tuner's "
-                   f"pinned packages need Python {span}: make the venv with python3.11 or "
-                   "3.12 (a Jetson Nano: a container, see conf/platform/jetson-nano.yaml)")
+    return Finding("python", False, line)
 
 
 # ----------------------------------------------------------------------------- imports
@@ -221,7 +217,7 @@ def edgetpu_finding(facts: NodeFacts, offered: str | None = None) -> Finding | N
 def diagnose(facts: NodeFacts, *, address: str | None = None, head_ray: str | None = None,
              head_python: str | None = None, offered: str | None = None,
              env: dict[str, str] | None = None) -> list[Finding]:
-    findings = [python_finding()]
+    findings = [python_finding(facts)]
     if head_ray or head_python:
         findings += compare_versions((head_ray, head_python), my_versions(),
                                      "the head (as given)")

@@ -12,12 +12,14 @@ from typing import Any
 
 from tuner.machine import platforms
 from tuner.node import labels as names
+from tuner.node import python_policy
 from tuner.node.auth import apply_env, auth_env, resolve_auth
 from tuner.node.doctor import diagnose
 from tuner.node.offer import accelerator_kinds, apply_offer, offered_runtimes
 from tuner.node.ports import DEFAULT_GCS_PORT, pick_ports, port_free
 from tuner.node.procs import all_procs, cmd_arg, node_targets, read_proc, role, session_procs
-from tuner.node.ray_start import NODE_PORTS, build_start_command, head_ports, launch
+from tuner.node.ray_start import (NODE_PORTS, build_start_command, head_ports, launch,
+                                  startup_failure)
 from tuner.node.store import forget_record, load_records, record_path, save_record, state_dir
 from tuner.node.terminate import end_node
 
@@ -67,6 +69,7 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
                         address=address)
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
+    match_level = python_policy.apply(env)  # Python 3.11.2 joins 3.11.7: see python_policy
     apply_env(auth_env(auth), env)
     if not getattr(args, "no_doctor", False):
         try:
@@ -98,7 +101,8 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
         "runtimes": offered_runtimes(facts), "accelerators": accelerator_kinds(facts),
         "auth": auth, "sid": None, "launcher_start": None,
         "started_at": time.time(), "processes": [], "command": cmd, "log": str(log_path),
-        "facts": facts.to_dict(), "stopped_at": None, "signalled": [],
+        "facts": facts.to_dict(), "python_match_level": match_level,
+        "stopped_at": None, "signalled": [],
     }
     launcher = launch(cmd, env, log_path, cpus if args.cpus else None)
     launcher_proc = read_proc(launcher.pid)
@@ -115,6 +119,9 @@ def start(args: argparse.Namespace) -> dict[str, Any]:
             Path(auth["token_path"]).unlink(missing_ok=True)
         record_path(agent_id, directory).unlink(missing_ok=True)
         tail = log_path.read_text()[-3000:]
+        known = startup_failure(tail)
+        if known:
+            raise SystemExit(f"{known} (log {log_path})")
         raise SystemExit(f"ray start failed ({'timeout' if rc is None else f'rc={rc}'}); "
                          f"log {log_path}:\n{tail}")
 

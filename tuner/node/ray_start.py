@@ -80,3 +80,18 @@ def launch(cmd: list[str], env: dict[str, str], log_path: Path,
         return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 preexec_fn=pin)
+
+
+# Ray 2.60 waits a fixed 30 s for a new raylet to register with the GCS
+# (``ray/_private/node.py``: raylet_start_wait_time_s), not configurable: a slow node (a Pi
+# under load, an emulated CPU, a machine busy with other jobs) can miss it.
+RAYLET_TIMEOUT = "timed out during startup"
+
+
+def startup_failure(log_text: str) -> str | None:
+    """One line for a known way ``ray start`` fails on a slow node, or None."""
+    if RAYLET_TIMEOUT in log_text:
+        return ("ray start gave up: the raylet did not register with the GCS within Ray's "
+                "fixed 30 s (a slow, loaded or emulated node): try again when the machine is "
+                "quieter, or with fewer other jobs on it; nothing of this node is left running")
+    return None

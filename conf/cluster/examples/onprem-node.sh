@@ -14,9 +14,9 @@
 #   jetson-nano   JetPack 4.6 has Python 3.6 and glibc 2.27, too old for the tuner's wheels:
 #                 a container ($TUNER_IMAGE: Debian bookworm, the head's Python) on the host
 #                 network holds the install, and ~/tuner-venv/bin/python forwards to it.
-# Environment: TUNER_PYTHON (default python3.11: the head's exact release, see the YAML),
-# TUNER_SRC (~/tuner), TUNER_VENV (~/tuner-venv), TUNER_IMAGE (default
-# python:3.11-bookworm; pin the head's release, e.g. python:3.11.2-bookworm).
+# Environment: TUNER_PYTHON (default python3.11: the head's minor release, any patch; see
+# the YAML), TUNER_SRC (~/tuner), TUNER_VENV (~/tuner-venv), TUNER_IMAGE (default
+# python:3.11-bookworm). A Jetson on JetPack 6 (Python 3.10): docs/arm64_and_jetson.md.
 set -euo pipefail
 
 PY=${TUNER_PYTHON:-python3.11}
