@@ -34,9 +34,10 @@ def test_a_prediction_interval_widens_with_noise_and_narrows_with_repeats():
     # 90%, sqrt(2): a later measurement of the same spread
     assert math.log(one[1]) == pytest.approx(noise.Z90 * 0.05 * math.sqrt(2))
     assert many[1] - many[0] < one[1] - one[0]
-    # a trial's own windows widen it when they disagree more than the node usually does
-    assert noise.record_sigma(0.3, 3, 0.05) == pytest.approx(0.3 / math.sqrt(3))
+    # a trial's own windows widen it when they disagree (runs apart differ 3x as much)
+    assert noise.record_sigma(0.3, 3, 0.05) == pytest.approx(0.3 * noise.RUN_TO_RUN)
     assert noise.record_sigma(0.01, 3, 0.05) == 0.05
+    assert noise.record_sigma(0.0, 1, 0.05) == 0.05  # one window: the node's alone
 
 
 def test_the_headline_window_is_the_median_one_and_steadiness_is_perf_analyzers_rule():

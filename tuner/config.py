@@ -112,20 +112,21 @@ class MeasurementConfig:
     """How sure the figures are and what is measured again (experiments/noise.py,
     tuner/study/racing.py, tuner/study/canary.py)."""
 
-    # one record's log spread before repeats on the node say otherwise (0.05: +-5%)
-    noise_prior: float = 0.05
+    # one record's log spread on a node, at least (0.08: +-8%; experiments/noise.py says
+    # how it was measured)
+    noise_prior: float = 0.08
     confidence: float = 0.90  # of the intervals and of telling two configurations apart
     # Racing: a configuration whose interval overlaps a front point is measured again beside
     # it (A B A B on the same node) until they are told apart or shown equivalent (within
     # race_margin) or each has race_repeats records; re-measurements take at most
     # race_budget x study.n_trials trials of device time
     racing: bool = True
-    race_budget: float = 0.25
+    race_budget: float = 0.2
     race_repeats: int = 4
     race_margin: float = 0.03
     # Drift: each node measures a fixed canary configuration (the study's first measured
     # point) every canary_every trials; 0 turns it off
-    canary_every: int = 8
+    canary_every: int = 10
 
 
 @dataclass
@@ -282,7 +283,7 @@ def _check_measurement(cfg: DictConfig) -> None:
         ("fidelity.max_windows", f.max_windows, f.max_windows >= f.windows,
          f">= fidelity.windows ({f.windows})"),
         ("fidelity.stability", f.stability, f.stability > 0, "> 0 (0.10: 10%)"),
-        ("measurement.noise_prior", m.noise_prior, m.noise_prior > 0, "> 0 (0.05: +-5%)"),
+        ("measurement.noise_prior", m.noise_prior, m.noise_prior > 0, "> 0 (0.08: +-8%)"),
         ("measurement.confidence", m.confidence, 0.5 < m.confidence < 1, "between 0.5 and 1"),
         ("measurement.race_budget", m.race_budget, 0 <= m.race_budget <= 1, "between 0 and 1"),
         ("measurement.race_repeats", m.race_repeats, m.race_repeats >= 2, ">= 2"),

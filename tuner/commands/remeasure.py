@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import noise
 from experiments.mlperf import COMPLIANT_MIN_DURATION_MS
 from experiments.records import Records
 from experiments.report import fmt
@@ -62,7 +63,7 @@ def recorder(cfg: DictConfig) -> Recorder:
 
     return Recorder(Path(cfg.run_dir), Records(cfg.run_dir),
                     AccuracyFloor(fixed_floor(cfg), cfg.study.accuracy_floor_fraction),
-                    OmegaConf.select(cfg, "measurement.noise_prior", default=0.05))
+                    OmegaConf.select(cfg, "measurement.noise_prior", default=noise.PRIOR_SIGMA))
 
 
 def objective_of(row: dict[str, Any]) -> str:
