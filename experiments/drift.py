@@ -94,6 +94,13 @@ def verdict(rows: list[dict[str, Any]], study: str, node: str, first_trial: int,
             "steady canary are measured again once it is steady")
 
 
+def invalid(node: str, cause: str | None) -> str:
+    """A canary that ran VALID before and now ends INVALID (a slowed node misses LoadGen's
+    plan or its duration bound): drift too, by more than any figure can say."""
+    return (f"{DRIFT} canary run INVALID on node {node} ({(cause or 'no reason')[:200]}): "
+            "trials since its last steady canary are measured again once it is steady")
+
+
 def events(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every drift a canary caught: when, which node, by how much (the fleet page's table)."""
     return [{"study": r["study"], "node": r.get("node"), "trial": r["trial"],

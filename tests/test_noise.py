@@ -120,3 +120,12 @@ def test_a_promoted_figure_is_checked_against_its_short_interval():
     assert noise.within_short_interval(rows, inside, "latency_ms") is True
     assert noise.within_short_interval(rows, outside, "latency_ms") is False
     assert noise.within_short_interval([], inside, "latency_ms") is None
+
+
+def test_a_canary_that_ends_invalid_is_a_drift():
+    why = drift.invalid("n1", "LoadGen INVALID: The test exited early")
+    rows = [row(0, 1.0), row(1, 1.0, measured_for="canary", repeat_of=0),
+            row(2, 9.0, width=0.75), row(3, None, measured_for="canary", repeat_of=0,
+                                          state="infeasible", cause=why)]
+    assert drift.drifted(rows[-1]) and "n1" in why
+    assert {t for _, t, _ in drift.suspects(rows)} == {2, 3}

@@ -201,10 +201,13 @@ def judge(rows: list[dict[str, Any]], tcfg, result: TrialResult, speed: str,
     the node's earlier steady figures (``experiments.drift``): a drift leads its cause."""
     inherit_accuracy(result, first)
     value = getattr(result, speed, None)
-    if tcfg.measured_for == CANARY and result.ok and result.valid and value:
-        why = drift.verdict(rows, tcfg.study, result.node, tcfg.repeat_of, value, speed, prior)
-        if why:
-            result.cause = "; ".join(c for c in (why, result.cause) if c)
+    if tcfg.measured_for != CANARY or not result.ok:  # a lost node is not a drift
+        return
+    why = drift.verdict(rows, tcfg.study, result.node, tcfg.repeat_of, value, speed, prior) \
+        if result.valid and value else drift.invalid(result.node, result.cause) \
+        if not result.valid else None
+    if why:
+        result.cause = "; ".join(c for c in (why, result.cause) if c)
 
 
 def pooled_figure(rows: list[dict[str, Any]], row: dict[str, Any], speed: str,
