@@ -87,9 +87,11 @@ class PerformanceRuns:
                 and (f := objective_of(w.metrics, scenario))]
 
     def headline(self) -> Window:
+        """The median valid window; an INVALID one (after its retries) if any: a run
+        that was INVALID a third of the time is not a VALID figure."""
         valid = [w for w in self.windows if w.metrics.valid]
-        if not valid:
-            return self.windows[-1]
+        if len(valid) < len(self.windows):
+            return next(w for w in reversed(self.windows) if not w.metrics.valid)
         scenario = self.cfg.scenario
         figures = [objective_of(w.metrics, scenario) or 0.0 for w in valid]
         return valid[noise.median_window(figures)]
