@@ -92,13 +92,6 @@ def test_a_study_races_near_the_front_and_tells_optuna_the_pooled_figure(
 
     study = optuna.load_study(study_name=rows[0]["study"], storage=open_journal(tmp_path))
     told = {t.number: t.values[0] for t in study.trials if t.values}
-    # and what a search trial of the configuration cost (a repeat runs no accuracy pass:
-    # its own shorter duration would make the raced runtime look cheaper to the sampler)
-    from search_spaces.cost import COST_ATTR
-
-    cost = {t.number: t.user_attrs.get(COST_ATTR) for t in study.trials}
-    for r in again:
-        assert cost[r["trial"]] == pytest.approx(by_trial[r["repeat_of"]]["duration_s"])
     for r in again:
         same = sorted(x["latency_ms"] for x in rows if x["params"] == r["params"]
                       and x["trial"] <= r["trial"] and x["latency_ms"])

@@ -282,11 +282,10 @@ class Driver:
             self.planner.observe(row)
             if row["state"] == "failed":
                 self.planner.release(row["accuracy_key"])
-        if again:  # Optuna is told the pooled figure, and what a search trial there cost
-            self.repeats.finished(noise.config_key(row))  # (a repeat runs no accuracy pass)
-            first = self.records.find(ps.name, tcfg.repeat_of, self.fidelity) or row
-            row = {**row, "duration_s": first["duration_s"], self.objective: pooled_figure(
-                self.records.rows, row, self.objective, self.cfg.measurement.noise_prior)}
+        if again:  # Optuna is told the configuration's pooled figure
+            self.repeats.finished(noise.config_key(row))
+            row = {**row, self.objective: pooled_figure(self.records.rows, row, self.objective,
+                                                        self.cfg.measurement.noise_prior)}
         tell(ps.study, item.token, row, self.objective, self.fidelity == SHORT)
         ps.finished += not again
         ps.best = best_text(self.records.rows, ps.name, self.objective)
