@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import median
 from typing import Any, Iterable
 
@@ -134,7 +134,6 @@ class Pooled:
     row: dict[str, Any]  # its first record, with the pooled figure and interval in place
     logs: list[float]  # log figures of the records pooled
     sigma: float  # one record's log spread
-    trials: list[int] = field(default_factory=list)
     flagged: str = ""  # every figure was measured while its node drifted: why
 
     @property
@@ -183,10 +182,10 @@ def pool(rows: list[dict[str, Any]], speed: str, prior: float = PRIOR_SIGMA,
         first = next((r for r in members if r.get("repeat_of") is None), members[0])
         row = dict(first)
         if not use:
-            out.append(Pooled(row, [], prior, [r["trial"] for r in members]))
+            out.append(Pooled(row, [], prior))
             continue
         values = [figure(r, speed) for r in use]
-        sigma = max(record_sigma(_windows_sd(r), _windows(r), sigmas.get(r.get("node") or "", prior))
+        sigma = max(record_sigma(windows_sd(r), _windows(r), sigmas.get(r.get("node") or "", prior))
                     for r in use)
         logs = [math.log(v) for v in values]
         center = median(values)
@@ -195,7 +194,7 @@ def pool(rows: list[dict[str, Any]], speed: str, prior: float = PRIOR_SIGMA,
         row.update({speed: center, lo_col: low, hi_col: high, "repeats": len(use),
                     "state": _pooled_state(use)})
         flagged = "" if clean else "measured while its node drifted (canary): not re-measured since"
-        out.append(Pooled(row, logs, sigma, [r["trial"] for r in use], flagged))
+        out.append(Pooled(row, logs, sigma, flagged))
     return out
 
 
@@ -204,15 +203,17 @@ def _pooled_state(rows: list[dict[str, Any]]) -> str:
     return "complete" if "complete" in states else states[0]
 
 
-def _windows_sd(row: dict[str, Any]) -> float:
-    return float(_system(row).get("windows_log_sd") or 0.0)
+def windows_sd(row: dict[str, Any]) -> float:
+    """How much a record's own windows disagreed (log sd)."""
+    return float(system_of(row).get("windows_log_sd") or 0.0)
 
 
 def _windows(row: dict[str, Any]) -> int:
     return int(row.get("windows") or 1)
 
 
-def _system(row: dict[str, Any]) -> dict:
+def system_of(row: dict[str, Any]) -> dict:
+    """A record's ``system`` facts, whether the row holds them as JSON or as a dict."""
     system = row.get("system")
     if isinstance(system, dict):
         return system

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import compare as comparing
-from experiments import fleet_report, pareto, report_html, ties
+from experiments import fleet_report, noise, pareto, report_html, ties
 from experiments.mlperf import REPLAY, SHORT
 from experiments.noise import BOUNDS
 from experiments.objectives import accuracy_title, metric_of, objective
@@ -87,9 +87,8 @@ def fronts(rows: list[dict[str, Any]], fidelity: str | None = None
     for name, group in studies(rows).items():
         chosen = [r for r in group if (r["fidelity"] == fidelity if fidelity else is_search(r))]
         speed = group[0]["objective"]
-        noisy = chosen and all(r["fidelity"] == SHORT or (r["fidelity"] == REPLAY and
-                                                          "replay_noise" in (r["system"] or ""))
-                               for r in chosen)
+        noisy = chosen and all(r["fidelity"] == SHORT or (
+            r["fidelity"] == REPLAY and "replay_noise" in noise.system_of(r)) for r in chosen)
         out[name] = ties.front(chosen, speed) if noisy else pareto.front(chosen, speed)
     return out
 

@@ -46,13 +46,6 @@ class Job:
                 "node_id": self.node_id}
 
 
-def _system(row: dict[str, Any]) -> dict:
-    try:
-        return json.loads(row.get("system") or "{}")
-    except ValueError:
-        return {}
-
-
 class Repeats:
     def __init__(self, cfg, rows: list[dict[str, Any]], speed: str, fidelity: str):
         m = cfg.measurement
@@ -70,7 +63,7 @@ class Repeats:
     def _job(self, row: dict[str, Any], why: str) -> Job:
         first = row["repeat_of"] if row.get("repeat_of") is not None else row["trial"]
         return Job(json.loads(row["params"]), why, int(first),
-                   _system(row).get("ray_node_id"), noise.config_key(row))
+                   noise.system_of(row).get("ray_node_id"), noise.config_key(row))
 
     # --- what to measure next -------------------------------------------------------
     def next(self, study: str) -> Job | None:
@@ -78,20 +71,18 @@ class Repeats:
         rows = self._study(study)
         if not rows:
             return None
+        bad = drift.suspects(rows)  # once: the recheck and the race both read it
         for pick in (self._canary, self._recheck, self._race):
-            job = pick(rows)
+            job = pick(rows, bad)
             if job is not None and job.key not in self.pending:
                 self.pending.add(job.key)
                 return job
         return None
 
-    def started(self, key: tuple) -> None:
-        self.pending.add(key)
-
     def finished(self, key: tuple) -> None:
         self.pending.discard(key)
 
-    def _canary(self, rows: list[dict[str, Any]]) -> Job | None:
+    def _canary(self, rows: list[dict[str, Any]], _bad: set) -> Job | None:
         if not self.every:
             return None
         for node, members in _by_node(rows).items():
@@ -100,7 +91,7 @@ class Repeats:
             if not canaries:  # the first: once `every` trials besides the chosen one are in
                 done = [r for r in searched if r["state"] == "complete"
                         and noise.figure(r, self.speed)]
-                base = min(done, key=_windows_sd, default=None)
+                base = min(done, key=noise.windows_sd, default=None)
                 if base is not None and (len(done) > self.every or (
                         len(done) > 2 and self._busier(done[-1], base))):
                     return self._job(base, CANARY)
@@ -117,13 +108,13 @@ class Repeats:
         return None
 
     def _busier(self, row: dict[str, Any], last: dict[str, Any]) -> bool:
-        now, then = _system(row).get("steadiness", {}), _system(last).get("steadiness", {})
+        now = noise.system_of(row).get("steadiness", {})
+        then = noise.system_of(last).get("steadiness", {})
         unsteady = str(row.get("cause") or "").startswith("unsteady")
         load = now.get("other_cpu", 0.0) - then.get("other_cpu", 0.0)
         return unsteady or load >= BUSIER or bool(now.get("throttled_now"))
 
-    def _recheck(self, rows: list[dict[str, Any]]) -> Job | None:
-        bad = drift.suspects(rows)
+    def _recheck(self, rows: list[dict[str, Any]], bad: set) -> Job | None:
         if not bad:
             return None
         for node, members in _by_node(rows).items():
@@ -137,10 +128,10 @@ class Repeats:
                     return self._job(group.row, RECHECK)
         return None
 
-    def _race(self, rows: list[dict[str, Any]]) -> Job | None:
+    def _race(self, rows: list[dict[str, Any]], bad: set) -> Job | None:
         if not self.racing or sum(r.get("measured_for") == RACE for r in rows) >= self.budget:
             return None
-        groups = noise.pool(rows, self.speed, self.prior, drift.suspects(rows))
+        groups = noise.pool(rows, self.speed, self.prior, bad)
         by_key = {noise.config_key(g.row): g for g in groups if g.n}
         pairs = []
         for point in pareto.front([g.row for g in by_key.values()], self.speed):
@@ -159,11 +150,6 @@ class Repeats:
                 if g.n < self.repeats and noise.config_key(g.row) not in self.pending:
                     return self._job(g.row, RACE)
         return None
-
-
-def _windows_sd(row: dict[str, Any]) -> float:
-    """How much a record's windows disagreed: the canary is the steadiest configuration."""
-    return float(_system(row).get("windows_log_sd") or 0.0)
 
 
 def _by_node(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -64,6 +64,7 @@ class PerformanceRuns:
         self.respond, self.probe = respond, probe
         self.batch_size, self.per_query = batch_size, per_query
         self.windows: list[Window] = []
+        self.retries: list[dict] = []  # each harness miss, recalibrated
 
     def run(self, conf: str) -> list[Window]:
         fidelity = self.cfg.fidelity
@@ -125,9 +126,9 @@ class PerformanceRuns:
             self.retried(metrics.invalid_reason)
 
     def retried(self, reason: str | None) -> None:
-        self.retries = getattr(self, "retries", []) + [{
+        self.retries.append({
             "reason": reason, "calibrated_latency_ms": self.calib.latency_s * 1e3,
-            "calibrated_qps": self.calib.throughput}]
+            "calibrated_qps": self.calib.throughput})
 
     def collect(self, result) -> str | None:
         """Every window's logs into the result; ``performance/`` is the headline window's.
@@ -158,7 +159,7 @@ class PerformanceRuns:
             for w in self.windows]
         result.system["windows_log_sd"] = noise.log_sd(figures)
         result.system["steadiness"] = _worst(self.windows)
-        if getattr(self, "retries", None):
+        if self.retries:
             result.settings["retries"] = self.retries
         result.windows = len(figures) or len(self.windows)
         if len(self.windows) > 1 and len(figures) >= noise.STEADY_WINDOWS and \
