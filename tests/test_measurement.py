@@ -48,8 +48,15 @@ def test_a_trial_measures_in_windows_and_reports_the_median_one(measure_fresh, c
     # how steady the node was, from what Linux shows
     assert 0.0 <= r.system["steadiness"]["other_cpu"] <= 1.0
     assert r.system["steadiness"]["loadavg_1m"] >= 0.0
-    if len(windows) == 5 and not r.cause:
-        pytest.fail("five windows that never steadied must say so in cause")
+    # a run that used every window says so in cause exactly when its last three still
+    # disagree (the fifth window may be the one that steadied it)
+    from experiments import noise
+
+    if len(windows) == 5:
+        unsteady = not noise.steady(figures, 0.10)
+        assert unsteady == (r.cause or "").startswith("unsteady"), (figures, r.cause)
+    else:
+        assert not (r.cause or "").startswith("unsteady")
 
 
 def test_one_window_keeps_the_compliant_layout(measure_fresh, cache_dir):
